@@ -1,0 +1,115 @@
+"""Request and response models: they validate requests and feed the OpenAPI document."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from dispatcher.core.zones import is_known_zone
+
+Scope = Literal["read", "write", "send", "admin"]
+_DEFAULT_SCOPES: tuple[Scope, ...] = ("read", "write", "send")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class ErrorDetail(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    field: str | None = None
+    message: str | None = None
+
+
+class ErrorInner(BaseModel):
+    code: str = Field(description="Machine-readable error code, e.g. invalid_input, not_found")
+    message: str
+    details: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class ErrorBody(BaseModel):
+    error: ErrorInner
+
+
+class PageQuery(Strict):
+    limit: int = Field(50, ge=1, le=500, description="Page size")
+    cursor: str | None = Field(None, pattern=r"^[0-9]{1,18}$", description="next_cursor of the previous page")
+
+    def after(self) -> int:
+        return int(self.cursor) if self.cursor else 0
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class Ready(BaseModel):
+    status: Literal["ready", "unavailable"]
+    database: str
+    redis: str
+    workers: int = Field(description="Workers with a heartbeat in the last 30 s")
+
+
+class WorkspaceOut(BaseModel):
+    id: int
+    slug: str
+    name: str
+    key_id: int
+    scopes: list[str]
+
+
+class ApiKeyCreate(Strict):
+    name: str = Field(min_length=1, max_length=200)
+    scopes: list[Scope] = Field(default_factory=lambda: list(_DEFAULT_SCOPES), min_length=1)
+
+
+class ApiKeyOut(BaseModel):
+    id: int
+    name: str
+    prefix: str
+    scopes: list[str]
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+class ApiKeyCreated(ApiKeyOut):
+    key: str = Field(description="The full key. Shown once; only its hash is stored.")
+
+
+class ApiKeyPage(BaseModel):
+    items: list[ApiKeyOut]
+    next_cursor: str | None
+
+
+class ListCreate(Strict):
+    name: str = Field(min_length=1, max_length=200)
+    description: str = Field("", max_length=2000)
+    default_region: str | None = Field(
+        None, pattern=r"^[A-Za-z]{2}$", description="ISO 3166 country for numbers written without +CC"
+    )
+    default_timezone: str | None = Field(None, max_length=64, description="IANA zone used when none is known")
+
+    @field_validator("default_timezone")
+    @classmethod
+    def _zone(cls, value: str | None) -> str | None:
+        if value is not None and not is_known_zone(value):
+            raise ValueError(f"unknown IANA time zone {value!r}")
+        return value
+
+
+class ListOut(BaseModel):
+    id: int
+    name: str
+    description: str
+    default_region: str | None
+    default_timezone: str | None
+    contact_count: int
+    created_at: datetime
+
+
+class ListPage(BaseModel):
+    items: list[ListOut]
+    next_cursor: str | None

@@ -1,0 +1,43 @@
+"""The typed job context: arq hands jobs a dict, we hand them ``WorkerResources``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+from arq.connections import ArqRedis
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from dispatcher.settings import Settings
+
+_KEY = "dispatcher.resources"
+
+
+@dataclass(slots=True)
+class WorkerResources:
+    settings: Settings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    http: aiohttp.ClientSession
+    worker_id: str
+    host: str
+    pid: int
+    jobs_done: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def attach(ctx: dict[str, Any], resources: WorkerResources) -> None:
+    ctx[_KEY] = resources
+
+
+def resources(ctx: dict[str, Any]) -> WorkerResources:
+    value = ctx[_KEY]
+    assert isinstance(value, WorkerResources)
+    return value
+
+
+def queue(ctx: dict[str, Any]) -> ArqRedis:
+    redis = ctx["redis"]
+    assert isinstance(redis, ArqRedis)
+    return redis

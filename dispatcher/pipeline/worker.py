@@ -1,0 +1,109 @@
+"""The arq worker: resources on start-up, heartbeat cron, and a shutdown that lets running jobs finish.
+
+On SIGTERM arq stops taking jobs and waits up to ``worker_shutdown_wait_s`` for running ones
+(``job_completion_wait``); a job still running then is cancelled and re-queued by arq, and the ledger's
+leases make its re-run harmless. On SIGKILL nothing runs here: the sweeper and leases recover the work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+from arq import Worker, cron
+from arq.worker import func
+
+from dispatcher.logs import get_logger
+from dispatcher.pipeline.context import WorkerResources, attach, resources
+from dispatcher.pipeline.maintenance import housekeeping
+from dispatcher.pipeline.queue import ensure_safe_policy, redis_settings
+from dispatcher.settings import Settings
+from dispatcher.storage.engine import create_engine, session_factory
+from dispatcher.storage.workers import forget_worker, record_heartbeat
+
+log = get_logger(__name__)
+HEARTBEAT_EVERY_S = 5.0
+
+
+async def heartbeat(res: WorkerResources) -> None:
+    async with res.sessions.begin() as session:
+        await record_heartbeat(
+            session,
+            worker_id=res.worker_id,
+            host=res.host,
+            pid=res.pid,
+            jobs_done=res.jobs_done,
+            now=datetime.now(UTC),
+        )
+
+
+async def _beat_forever(res: WorkerResources) -> None:
+    # In-process, not an arq cron job: a cron job may run on any worker and would report the wrong one.
+    while True:
+        await asyncio.sleep(HEARTBEAT_EVERY_S)
+        try:
+            await heartbeat(res)
+        except Exception as exc:  # a database blip must not kill the heartbeat loop
+            log.warning("worker.heartbeat_failed", error=type(exc).__name__)
+
+
+async def _startup(ctx: dict[str, Any]) -> None:
+    settings: Settings = ctx["settings"]
+    await ensure_safe_policy(ctx["redis"])
+    engine = create_engine(settings.database_url, pool_size=5)
+    res = WorkerResources(
+        settings=settings,
+        engine=engine,
+        sessions=session_factory(engine),
+        http=aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)),
+        worker_id=f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}",
+        host=socket.gethostname(),
+        pid=os.getpid(),
+    )
+    attach(ctx, res)
+    await heartbeat(res)
+    res.extra["heartbeat"] = asyncio.create_task(_beat_forever(res))
+    log.info("worker.started", worker_id=res.worker_id, queue=settings.queue_name)
+
+
+async def _shutdown(ctx: dict[str, Any]) -> None:
+    res = resources(ctx)
+    task = res.extra.pop("heartbeat", None)
+    if isinstance(task, asyncio.Task):
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    async with res.sessions.begin() as session:
+        await forget_worker(session, res.worker_id)
+    await res.http.close()
+    await res.engine.dispose()
+    log.info("worker.stopped", worker_id=res.worker_id, jobs_done=res.jobs_done)
+
+
+async def _job_end(ctx: dict[str, Any]) -> None:
+    resources(ctx).jobs_done += 1
+
+
+def build_worker(settings: Settings, redis_url: str, *, burst: bool = False) -> Worker:
+    return Worker(
+        functions=[func(housekeeping, name="housekeeping")],
+        cron_jobs=[cron(housekeeping, name="cron:housekeeping", minute={7, 37}, second=0, unique=True)],
+        queue_name=settings.queue_name,
+        redis_settings=redis_settings(redis_url),
+        on_startup=_startup,
+        on_shutdown=_shutdown,
+        after_job_end=_job_end,
+        ctx={"settings": settings},
+        max_jobs=settings.worker_max_jobs,
+        job_timeout=settings.worker_job_timeout_s,
+        job_completion_wait=settings.worker_shutdown_wait_s,
+        keep_result=3600,
+        burst=burst,
+        handle_signals=not burst,
+    )

@@ -1,0 +1,114 @@
+"""Campaigns, their batches, the per-recipient send ledger and inbound events.
+
+The ledger (``messages``) is the source of truth for every message: one row per (campaign, contact), moved
+only by guarded UPDATEs (``WHERE state = <expected>``), so a repeated or late job changes nothing.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column
+
+from dispatcher.storage.base import Base, BigId, Money, WorkspaceOwned, utcnow
+
+
+class Campaign(WorkspaceOwned, Base):
+    __tablename__ = "campaigns"
+
+    name: Mapped[str] = mapped_column(sa.String(200))
+    state: Mapped[str] = mapped_column(sa.String(16), default="draft")
+    channel: Mapped[str] = mapped_column(sa.String(16))
+    list_id: Mapped[int] = mapped_column(BigId, sa.ForeignKey("contact_lists.id"))
+    segment_id: Mapped[int | None] = mapped_column(BigId, sa.ForeignKey("segments.id"))
+    provider_id: Mapped[int | None] = mapped_column(BigId, sa.ForeignKey("providers.id"))
+    sender: Mapped[str | None] = mapped_column(sa.String(320))
+    variants: Mapped[dict[str, Any]] = mapped_column(default=dict)  # {"A": {"template_version_id", "weight"}}
+    schedule: Mapped[dict[str, Any]] = mapped_column(default=dict)  # windows, allowed hours, start/end
+    limits: Mapped[dict[str, Any]] = mapped_column(default=dict)  # caps, throughput, bounce threshold
+    pilot_percent: Mapped[int | None]
+    pilot_release_at: Mapped[datetime | None]
+    budget: Mapped[Decimal | None] = mapped_column(Money)
+    spent: Mapped[Decimal] = mapped_column(Money, default=Decimal(0))
+    duplicate_policy: Mapped[str] = mapped_column(sa.String(16), default="never")  # never | resend
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Batch(WorkspaceOwned, Base):
+    """A slice of a campaign released together; its ``code`` tags every message for tracing."""
+
+    __tablename__ = "batches"
+    __table_args__ = (sa.UniqueConstraint("campaign_id", "seq"),)
+
+    campaign_id: Mapped[int] = mapped_column(BigId, sa.ForeignKey("campaigns.id", ondelete="CASCADE"))
+    seq: Mapped[int]
+    code: Mapped[str] = mapped_column(sa.String(32), unique=True)
+    kind: Mapped[str] = mapped_column(sa.String(16), default="main")  # pilot | main | resend
+    state: Mapped[str] = mapped_column(sa.String(16), default="planned")
+    size: Mapped[int] = mapped_column(default=0)
+    release_at: Mapped[datetime | None]
+
+
+class Message(WorkspaceOwned, Base):
+    """The send ledger.
+
+    planned → queued → sending → sent → delivered | failed | expired | suppressed | capped.
+    """
+
+    __tablename__ = "messages"
+    __table_args__ = (
+        sa.UniqueConstraint("campaign_id", "contact_id"),
+        sa.Index("ix_messages_campaign_state", "campaign_id", "state"),
+        sa.Index("ix_messages_state_lease", "state", "lease_until"),
+        sa.Index("ix_messages_provider_msgid", "provider_message_id"),
+    )
+
+    campaign_id: Mapped[int] = mapped_column(BigId, sa.ForeignKey("campaigns.id", ondelete="CASCADE"))
+    batch_id: Mapped[int | None] = mapped_column(BigId, sa.ForeignKey("batches.id"), index=True)
+    contact_id: Mapped[int] = mapped_column(BigId, sa.ForeignKey("contacts.id"))
+    variant: Mapped[str] = mapped_column(sa.String(8), default="A")
+    channel: Mapped[str] = mapped_column(sa.String(16))
+    address: Mapped[str] = mapped_column(sa.String(320))
+    state: Mapped[str] = mapped_column(sa.String(16), default="planned")
+    attempts: Mapped[int] = mapped_column(default=0)
+    idempotency_key: Mapped[str | None] = mapped_column(sa.String(64))
+    not_before: Mapped[datetime | None]
+    lease_until: Mapped[datetime | None]
+    lease_owner: Mapped[str | None] = mapped_column(sa.String(100))
+    provider_id: Mapped[int | None] = mapped_column(BigId, sa.ForeignKey("providers.id"))
+    provider_message_id: Mapped[str | None] = mapped_column(sa.String(100))
+    segments: Mapped[int | None]
+    cost: Mapped[Decimal | None] = mapped_column(Money)
+    error_code: Mapped[str | None] = mapped_column(sa.String(64))
+    error_detail: Mapped[str | None] = mapped_column(sa.Text)
+    possible_duplicate: Mapped[bool] = mapped_column(default=False)
+    queued_at: Mapped[datetime | None]
+    sent_at: Mapped[datetime | None]
+    delivered_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Event(WorkspaceOwned, Base):
+    """Receipts, replies, clicks, opens, conversions. ``dedupe_key`` makes every callback count once."""
+
+    __tablename__ = "events"
+    __table_args__ = (
+        sa.UniqueConstraint("workspace_id", "dedupe_key"),
+        sa.Index("ix_events_campaign_kind", "campaign_id", "kind"),
+    )
+
+    kind: Mapped[str] = mapped_column(sa.String(24))
+    dedupe_key: Mapped[str] = mapped_column(sa.String(200))
+    message_id: Mapped[int | None] = mapped_column(BigId, sa.ForeignKey("messages.id"), index=True)
+    campaign_id: Mapped[int | None] = mapped_column(BigId, sa.ForeignKey("campaigns.id", ondelete="CASCADE"))
+    contact_id: Mapped[int | None] = mapped_column(BigId)
+    value: Mapped[Decimal | None] = mapped_column(Money)
+    machine: Mapped[bool] = mapped_column(default=False)
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    occurred_at: Mapped[datetime] = mapped_column(default=utcnow)
