@@ -1,6 +1,6 @@
 """One frozen ``Settings`` object, built once from the environment by the CLI and passed down.
 
-Nothing else in the package reads ``os.environ``: tests build ``Settings`` directly.
+Nothing else in the package reads the process environment: tests build ``Settings`` directly.
 """
 
 from __future__ import annotations

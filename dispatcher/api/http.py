@@ -36,6 +36,8 @@ async def read_json(request: web.Request) -> Any:
         raise MalformedBodyError(
             f"body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
         ) from None
+    except ValueError as exc:  # e.g. an integer literal beyond Python's digit limit
+        raise MalformedBodyError(f"body is not acceptable JSON: {exc}") from None
 
 
 async def parse_body(request: web.Request, model: type[M]) -> M:

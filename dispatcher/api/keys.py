@@ -21,7 +21,7 @@ REGISTRY = web.AppKey("registry", Registry)
 ENDPOINTS = web.AppKey("endpoints", dict[str, Endpoint])
 METRICS = web.AppKey("metrics", CollectorRegistry)
 
-PRINCIPAL_KEY = "dispatcher.principal"
+PRINCIPAL_KEY = web.RequestKey("principal", Principal)
 
 
 def principal(request: web.Request) -> Principal:

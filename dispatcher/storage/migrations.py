@@ -11,8 +11,18 @@ import dispatcher
 
 
 def alembic_dir() -> Path:
-    # The migrations live beside the package (repository root, or /app in the image).
-    return Path(dispatcher.__file__).resolve().parent.parent / "alembic"
+    """The migrations live beside the package: the repository root, or the image's working directory.
+
+    A plain ``site-packages`` parent would hold the alembic *library*, so a candidate must be ours.
+    """
+    for root in (Path(dispatcher.__file__).resolve().parent.parent, Path.cwd()):
+        candidate = root / "alembic"
+        env = candidate / "env.py"
+        if env.is_file() and "dispatcher" in env.read_text():
+            return candidate
+    raise FileNotFoundError(
+        "dispatcher's alembic/ folder not found beside the package or in the working directory"
+    )
 
 
 def alembic_config(database_url: str) -> Config:
