@@ -13,6 +13,7 @@ from dispatcher.storage.contacts import (
     Suppression,
 )
 from dispatcher.storage.content import Provider, Template, TemplateVersion, TrackedLink
+from dispatcher.storage.staging import ImportChunk, StagedContact
 
 __all__ = [
     "ApiKey",
@@ -25,10 +26,12 @@ __all__ = [
     "ContactList",
     "Event",
     "IdempotentRequest",
+    "ImportChunk",
     "ImportReject",
     "Message",
     "Provider",
     "Segment",
+    "StagedContact",
     "Suppression",
     "Template",
     "TemplateVersion",

@@ -63,6 +63,8 @@ def test_every_marketer_table_carries_the_workspace() -> None:
         "workspaces",
         "worker_heartbeats",
         "import_rejects",
+        "import_chunks",
+        "import_rows",
     }  # rejects hang off a workspace-owned import
     missing = [
         t.name for t in Base.metadata.sorted_tables if t.name not in exempt and "workspace_id" not in t.c
