@@ -33,6 +33,7 @@ class Settings:
     worker_job_timeout_s: int = 300
     worker_shutdown_wait_s: int = 20
     queue_name: str = "dispatcher:queue"
+    clean_processes: int | None = None  # cleaning processes per worker: None = one per core, 0 = inline
     environment: str = "development"
 
     @property
@@ -64,6 +65,9 @@ class Settings:
             worker_job_timeout_s=_int(env, "DISPATCHER_JOB_TIMEOUT", 300),
             worker_shutdown_wait_s=_int(env, "DISPATCHER_SHUTDOWN_WAIT", 20),
             queue_name=env.get("DISPATCHER_QUEUE", "dispatcher:queue"),
+            clean_processes=_int(env, "DISPATCHER_CLEAN_PROCESSES", -1)
+            if env.get("DISPATCHER_CLEAN_PROCESSES")
+            else None,
             environment=env.get("DISPATCHER_ENV", "development"),
         )
 

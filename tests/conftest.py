@@ -137,6 +137,7 @@ def settings(db_url: str, clean_redis: str, tmp_path: Path) -> Settings:
         api_rate_limit_per_s=10_000,
         queue_name=f"dispatcher:test:{os.getpid()}",
         worker_shutdown_wait_s=5,
+        clean_processes=0,
     )
 
 

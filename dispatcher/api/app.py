@@ -11,13 +11,13 @@ from prometheus_client import CollectorRegistry
 from dispatcher.api import middleware
 from dispatcher.api.keys import ENDPOINTS, ENGINE, HTTP, METRICS, REDIS, REGISTRY, SESSIONS, SETTINGS
 from dispatcher.api.registry import Registry
-from dispatcher.api.routes import keys, lists, system
+from dispatcher.api.routes import imports, keys, lists, system
 from dispatcher.errors import InputError
 from dispatcher.pipeline.queue import connect_queue
 from dispatcher.settings import Settings
 from dispatcher.storage.engine import create_engine, session_factory
 
-MODULES = (system, keys, lists)
+MODULES = (system, keys, lists, imports)
 
 
 def build_registry() -> Registry:

@@ -36,6 +36,7 @@ class Endpoint:
     errors: tuple[int, ...] = ()
     tags: tuple[str, ...] = ()
     raw_response: str | None = None  # e.g. "text/plain" for /metrics
+    raw_body: tuple[str, ...] = ()  # streamed bodies such as CSV uploads
 
     @property
     def name(self) -> str:
@@ -118,12 +119,21 @@ def _operation(ep: Endpoint) -> dict[str, Any]:
     if ep.scope is not None:
         op["security"] = [{"bearer": []}]
         op["description"] = f"Requires an API key with the `{ep.scope}` scope."
+    if ep.raw_body:
+        op["requestBody"] = {"required": True, "content": {ct: _raw_schema(ct) for ct in ep.raw_body}}
     if ep.body is not None:
         op["requestBody"] = {
             "required": True,
             "content": {ct: {"schema": _ref(ep.body)} for ct in ep.content_types},
         }
     return op
+
+
+def _raw_schema(content_type: str) -> dict[str, Any]:
+    binary = {"type": "string", "format": "binary"}
+    if content_type == "multipart/form-data":
+        return {"schema": {"type": "object", "properties": {"file": binary}, "required": ["file"]}}
+    return {"schema": binary}
 
 
 def _parameters(ep: Endpoint) -> list[dict[str, Any]]:
@@ -153,7 +163,7 @@ def _responses(ep: Endpoint) -> dict[str, Any]:
     codes = set(ep.errors)
     if ep.scope is not None:
         codes |= {401, 403, 429}
-    if ep.body is not None or ep.query is not None:
+    if ep.body is not None or ep.query is not None or ep.raw_body:
         codes |= {400, 413, 422}
     if "{" in ep.path:
         codes |= {404}

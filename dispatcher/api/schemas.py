@@ -113,3 +113,44 @@ class ListOut(BaseModel):
 class ListPage(BaseModel):
     items: list[ListOut]
     next_cursor: str | None
+
+
+class ImportQuery(Strict):
+    default_region: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z]{2}$",
+        description="ISO country for numbers without +CC (default: the list's)",
+    )
+    dry_run: bool = Field(False, description="Clean and count everything, write no contact")
+    consent_source: str | None = Field(
+        None, max_length=200, description="Recorded as consent for each address"
+    )
+    channels: str | None = Field(
+        None, pattern=r"^(sms|email)(,(sms|email))?$", description="sms, email or both: what the list is for"
+    )
+    check_deliverability: bool = Field(False, description="Also check that e-mail domains accept mail (DNS)")
+
+
+class ImportOut(BaseModel):
+    id: int
+    list_id: int
+    state: Literal["receiving", "queued", "running", "completed", "failed"]
+    dry_run: bool
+    filename: str | None
+    rows_done: int = Field(description="Data rows processed so far (the header is not a row)")
+    accepted: int
+    rejected: int
+    duplicate: int
+    suppressed: int
+    reasons: dict[str, int] = Field(
+        description="Reason code → rows, for rejected, duplicate and suppressed rows"
+    )
+    bytes_total: int | None
+    bytes_done: int
+    percent: float | None = Field(description="Share of the file processed, 0–100")
+    rows_per_second: float | None
+    eta_seconds: float | None
+    error: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None

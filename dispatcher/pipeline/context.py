@@ -9,6 +9,7 @@ import aiohttp
 from arq.connections import ArqRedis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from dispatcher.pipeline.cleaner import ParallelCleaner
 from dispatcher.settings import Settings
 
 _KEY = "dispatcher.resources"
@@ -24,6 +25,7 @@ class WorkerResources:
     host: str
     pid: int
     jobs_done: int = 0
+    cleaner: ParallelCleaner | None = None  # started on the first import, shut down with the worker
     extra: dict[str, Any] = field(default_factory=dict)
 
 

@@ -21,6 +21,7 @@ from arq.worker import func
 
 from dispatcher.logs import get_logger
 from dispatcher.pipeline.context import WorkerResources, attach, resources
+from dispatcher.pipeline.imports import IMPORT_TIMEOUT_S, run_import, sweep_imports
 from dispatcher.pipeline.maintenance import housekeeping
 from dispatcher.pipeline.queue import ensure_safe_policy, redis_settings
 from dispatcher.settings import Settings
@@ -81,6 +82,8 @@ async def _shutdown(ctx: dict[str, Any]) -> None:
             await task
     async with res.sessions.begin() as session:
         await forget_worker(session, res.worker_id)
+    if res.cleaner is not None:
+        res.cleaner.close()
     await res.http.close()
     await res.engine.dispose()
     log.info("worker.stopped", worker_id=res.worker_id, jobs_done=res.jobs_done)
@@ -92,8 +95,15 @@ async def _job_end(ctx: dict[str, Any]) -> None:
 
 def build_worker(settings: Settings, redis_url: str, *, burst: bool = False) -> Worker:
     return Worker(
-        functions=[func(housekeeping, name="housekeeping")],
-        cron_jobs=[cron(housekeeping, name="cron:housekeeping", minute={7, 37}, second=0, unique=True)],
+        functions=[
+            func(housekeeping, name="housekeeping"),
+            func(run_import, name="run_import", timeout=IMPORT_TIMEOUT_S, max_tries=1000),
+            func(sweep_imports, name="sweep_imports"),
+        ],
+        cron_jobs=[
+            cron(housekeeping, name="cron:housekeeping", minute={7, 37}, second=0, unique=True),
+            cron(sweep_imports, name="cron:sweep_imports", second=30, unique=True),
+        ],
         queue_name=settings.queue_name,
         redis_settings=redis_settings(redis_url),
         on_startup=_startup,

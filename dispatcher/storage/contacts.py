@@ -84,7 +84,7 @@ class ContactImport(WorkspaceOwned, Base):
     __tablename__ = "imports"
 
     list_id: Mapped[int] = mapped_column(BigId, sa.ForeignKey("contact_lists.id", ondelete="CASCADE"))
-    state: Mapped[str] = mapped_column(sa.String(16), default="pending")
+    state: Mapped[str] = mapped_column(sa.String(16), default="receiving")  # → queued → running → done
     dry_run: Mapped[bool] = mapped_column(default=False)
     default_region: Mapped[str | None] = mapped_column(sa.String(2))
     consent_source: Mapped[str | None] = mapped_column(sa.String(200))
@@ -98,6 +98,10 @@ class ContactImport(WorkspaceOwned, Base):
     suppressed: Mapped[int] = mapped_column(default=0)
     reasons: Mapped[dict[str, Any]] = mapped_column(default=dict)
     error: Mapped[str | None] = mapped_column(sa.Text)
+    options: Mapped[dict[str, Any]] = mapped_column(default=dict)  # channels, check_deliverability
+    columns: Mapped[list[str]] = mapped_column(default=list)  # the file's header, for the rejects download
+    attempts: Mapped[int] = mapped_column(default=0)  # a job whose attempt is not the latest gives way
+    heartbeat_at: Mapped[datetime | None]  # the running job's sign of life; the sweeper re-queues stale ones
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
 

@@ -19,7 +19,9 @@ class ImportChunk(Base):
 
     __tablename__ = "import_chunks"
 
-    import_id: Mapped[int] = mapped_column(BigId, sa.ForeignKey("imports.id", ondelete="CASCADE"), primary_key=True)
+    import_id: Mapped[int] = mapped_column(
+        BigId, sa.ForeignKey("imports.id", ondelete="CASCADE"), primary_key=True
+    )
     seq: Mapped[int] = mapped_column(primary_key=True)
     data: Mapped[bytes] = mapped_column(sa.LargeBinary)
 
@@ -27,7 +29,9 @@ class ImportChunk(Base):
 class StagedContact(Base):
     __tablename__ = "import_rows"
 
-    import_id: Mapped[int] = mapped_column(BigId, sa.ForeignKey("imports.id", ondelete="CASCADE"), primary_key=True)
+    import_id: Mapped[int] = mapped_column(
+        BigId, sa.ForeignKey("imports.id", ondelete="CASCADE"), primary_key=True
+    )
     row_number: Mapped[int] = mapped_column(primary_key=True)
     dedupe_key: Mapped[str] = mapped_column(sa.String(320))
     phone: Mapped[str | None] = mapped_column(sa.String(20))

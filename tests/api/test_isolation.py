@@ -28,8 +28,20 @@ async def _make_key(client: TestClient, key: str) -> int:
     return int((await response.json())["id"])
 
 
-MAKERS: dict[str, Maker] = {"list_id": _make_list, "key_id": _make_key}
+async def _make_import(client: TestClient, key: str) -> int:
+    list_id = await _make_list(client, key)
+    response = await client.post(
+        f"/v1/lists/{list_id}/imports",
+        data=b"phone,first_name\n+14155552671,secret name\n",
+        headers={**bearer(key), "Content-Type": "text/csv"},
+    )
+    assert response.status == 202
+    return int((await response.json())["id"])
+
+
+MAKERS: dict[str, Maker] = {"list_id": _make_list, "key_id": _make_key, "import_id": _make_import}
 SAMPLE_BODIES = {"/v1/lists": {"name": "from B"}, "/v1/api-keys": {"name": "from B"}}
+RAW_BODIES = {"/v1/lists/{list_id}/imports": b"phone\n+14155552672\n"}
 
 
 async def test_every_endpoint_hides_other_workspaces(client: TestClient, make_key: KeyMaker) -> None:
@@ -47,7 +59,12 @@ async def test_every_endpoint_hides_other_workspaces(client: TestClient, make_ke
         for name in params:
             path = path.replace("{" + name + "}", str(ids[name]))
         body = SAMPLE_BODIES.get(ep.path) if ep.method == "POST" else None
-        response = await client.request(ep.method, path, json=body, headers=bearer(key_b))
+        if ep.path in RAW_BODIES:
+            response = await client.request(
+                ep.method, path, data=RAW_BODIES[ep.path], headers={**bearer(key_b), "Content-Type": "text/csv"}
+            )
+        else:
+            response = await client.request(ep.method, path, json=body, headers=bearer(key_b))
         text = await response.text()
         if params:
             assert response.status == 404, (ep.method, ep.path, response.status)
@@ -55,6 +72,6 @@ async def test_every_endpoint_hides_other_workspaces(client: TestClient, make_ke
             assert response.status < 400, (ep.method, ep.path, text)
         assert "secret" not in text, (ep.method, ep.path)
         checked += 1
-    assert checked >= 6
+    assert checked >= 9
     # and A still sees its own resources, untouched by B's deletes
     assert (await client.get(f"/v1/lists/{ids['list_id']}", headers=bearer(key_a))).status == 200

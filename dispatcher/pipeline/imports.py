@@ -1,0 +1,214 @@
+"""The import job: stream the stored upload, clean on every core, stage, then publish in one transaction.
+
+Crash anywhere before the publish commits and the list is untouched; the sweeper queues a new attempt,
+which throws away what the dead one staged and starts over. ``attempt`` makes a stale job give way.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from dispatcher.core.cleaning import FileDeduper
+from dispatcher.core.csvinput import CsvStream, ParsedRow
+from dispatcher.errors import CsvFormatError
+from dispatcher.logs import get_logger
+from dispatcher.pipeline.cleaner import CleanedBatch, CleanOptions, ParallelCleaner, batched
+from dispatcher.pipeline.context import WorkerResources, queue, resources
+from dispatcher.pipeline.queue import job_id
+from dispatcher.storage import imports as store
+from dispatcher.storage.contacts import ContactImport
+
+log = get_logger(__name__)
+PROGRESS_EVERY_S = 0.5
+STALE_AFTER = timedelta(minutes=2)
+ABANDONED_UPLOAD_AFTER = timedelta(hours=1)
+IMPORT_TIMEOUT_S = 6 * 3600
+
+
+@dataclass
+class Tally:
+    rows: int = 0
+    staged: int = 0
+    rejected: int = 0
+    duplicate: int = 0
+    bytes_done: int = 0
+    reasons: Counter[str] = field(default_factory=Counter)
+    last_saved: float = 0.0
+
+
+def import_job_id(import_id: int, attempt: int) -> str:
+    return job_id("import", import_id, attempt)
+
+
+async def run_import(ctx: dict[str, Any], import_id: int, attempt: int) -> dict[str, Any]:
+    res = resources(ctx)
+    async with res.sessions.begin() as session:
+        job = await store.claim(session, import_id, attempt, now=datetime.now(UTC))
+        if job is None:
+            return {"skipped": "finished or superseded"}
+        await store.reset_staging(session, import_id)
+    try:
+        tally = await _stage_file(res, job)
+    except CsvFormatError as exc:
+        await _finish_failed(res, job, exc.message)
+        return {"failed": exc.message}
+    return await _publish(res, job, tally)
+
+
+def _options(job: ContactImport) -> CleanOptions:
+    channels = job.options.get("channels")
+    return CleanOptions(
+        default_region=job.default_region,
+        channels=frozenset(channels) if channels else None,
+        check_deliverability=bool(job.options.get("check_deliverability", False)),
+    )
+
+
+async def _stage_file(res: WorkerResources, job: ContactImport) -> Tally:
+    tally = Tally()
+    stream = CsvStream()
+    deduper = FileDeduper()
+    cleaner = _cleaner(res)
+
+    async def parsed() -> AsyncIterator[list[ParsedRow]]:
+        async with res.sessions() as session:
+            seqs = await store.chunk_seqs(session, job.id)
+        for seq in seqs:
+            async with res.sessions() as session:
+                chunk = await store.get_chunk(session, job.id, seq)
+            tally.bytes_done += len(chunk)
+            for batch in batched(stream.feed(chunk)):
+                yield batch
+        for batch in batched(stream.close()):
+            yield batch
+
+    async for rows, cleaned in cleaner.clean(parsed(), _options(job)):
+        await _write_batch(res, job, rows, cleaned, deduper, tally)
+        if time.monotonic() - tally.last_saved > PROGRESS_EVERY_S:
+            await _save_progress(res, job, tally, header=stream.header)
+    await _save_progress(res, job, tally, header=stream.header)
+    return tally
+
+
+async def _write_batch(
+    res: WorkerResources,
+    job: ContactImport,
+    rows: list[ParsedRow],
+    cleaned: CleanedBatch,
+    deduper: FileDeduper,
+    tally: Tally,
+) -> None:
+    staged = []
+    for accepted in cleaned.accepted:
+        if deduper.seen(accepted[1]):
+            tally.duplicate += 1
+            tally.reasons["duplicate_in_file"] += 1
+        else:
+            staged.append((job.id, *accepted))
+    for _, reason, _ in cleaned.rejected:
+        tally.reasons[reason] += 1
+    tally.rows += len(rows)
+    tally.rejected += len(cleaned.rejected)
+    tally.staged += len(staged)
+    async with res.sessions.begin() as session:
+        await store.stage(session, staged)
+        await store.add_rejects(session, job.id, cleaned.rejected)
+
+
+async def _save_progress(
+    res: WorkerResources, job: ContactImport, tally: Tally, *, header: tuple[str, ...] | None
+) -> None:
+    tally.last_saved = time.monotonic()
+    extra: dict[str, Any] = {"columns": list(header)} if header else {}
+    async with res.sessions.begin() as session:
+        await store.save_progress(
+            session,
+            job.id,
+            rows_done=tally.rows,
+            accepted=tally.staged,
+            rejected=tally.rejected,
+            duplicate=tally.duplicate,
+            bytes_done=tally.bytes_done,
+            reasons=dict(tally.reasons),
+            heartbeat_at=datetime.now(UTC),
+            **extra,
+        )
+
+
+async def _publish(res: WorkerResources, job: ContactImport, tally: Tally) -> dict[str, Any]:
+    now = datetime.now(UTC)
+    consent = job.consent_source
+    if job.dry_run:
+        async with res.sessions() as session, session.begin() as tx:
+            counts = await store.publish(session, job, now=now, consent_source=consent)
+            await tx.rollback()  # a dry run reports exactly what a real run would do, then writes nothing
+        async with res.sessions.begin() as session:
+            await store.reset_staging_rows(session, job.id)
+    else:
+        async with res.sessions.begin() as session:
+            counts = await store.publish(session, job, now=now, consent_source=consent)
+    reasons = dict(tally.reasons)
+    if counts.duplicate_on_list:
+        reasons["duplicate_on_list"] = counts.duplicate_on_list
+    if counts.suppressed:
+        reasons["suppressed"] = counts.suppressed
+    final = {
+        "rows_done": tally.rows,
+        "accepted": counts.accepted,
+        "rejected": tally.rejected,
+        "duplicate": tally.duplicate + counts.duplicate_on_list,
+        "suppressed": counts.suppressed,
+        "reasons": reasons,
+    }
+    async with res.sessions.begin() as session:
+        await store.save_progress(
+            session, job.id, state="completed", finished_at=now, heartbeat_at=now, **final
+        )
+        await store.drop_chunks(session, job.id)
+    log.info("import.completed", import_id=job.id, rows=tally.rows, accepted=counts.accepted)
+    return final
+
+
+async def _finish_failed(res: WorkerResources, job: ContactImport, message: str) -> None:
+    now = datetime.now(UTC)
+    async with res.sessions.begin() as session:
+        await store.reset_staging_rows(session, job.id)
+        await store.drop_chunks(session, job.id)
+        await store.save_progress(
+            session, job.id, state="failed", error=message, finished_at=now, heartbeat_at=now
+        )
+    log.info("import.failed", import_id=job.id, error=message)
+
+
+def _cleaner(res: WorkerResources) -> ParallelCleaner:
+    if res.cleaner is None:
+        res.cleaner = ParallelCleaner(res.settings.clean_processes)
+    return res.cleaner
+
+
+async def sweep_imports(ctx: dict[str, Any]) -> dict[str, int]:
+    """Re-queue imports whose job vanished (Redis restart, dead worker); fail uploads abandoned mid-way."""
+    res = resources(ctx)
+    now = datetime.now(UTC)
+    requeued = 0
+    async with res.sessions.begin() as session:
+        stale = await store.stale_imports(session, older_than=now - STALE_AFTER)
+        attempts = [(job.id, await store.next_attempt(session, job.id, now=now)) for job in stale]
+        abandoned = await store.fail_abandoned_uploads(
+            session, older_than=now - ABANDONED_UPLOAD_AFTER, now=now
+        )
+    for import_id, attempt in attempts:
+        found = await queue(ctx).enqueue_job(
+            "run_import",
+            import_id,
+            attempt,
+            _job_id=import_job_id(import_id, attempt),
+            _queue_name=res.settings.queue_name,
+        )
+        requeued += found is not None
+    return {"requeued": requeued, "abandoned_uploads": abandoned}

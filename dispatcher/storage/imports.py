@@ -1,0 +1,287 @@
+"""Import queries: the upload, staged rows, rejects, progress and the one-transaction publish.
+
+Publish counts are taken from the statements' row counts inside the publishing transaction, so the buckets
+are exact even when two imports into the same list race (``ON CONFLICT DO NOTHING`` on the list's key).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from dispatcher.storage.base import UTCDateTime
+from dispatcher.storage.contacts import ContactImport, ContactList, ImportReject
+from dispatcher.storage.staging import ImportChunk, StagedContact
+
+STAGE_COLUMNS = (
+    "import_id",
+    "row_number",
+    "dedupe_key",
+    "phone",
+    "phone_type",
+    "phone_region",
+    "time_zones",
+    "sms_capable",
+    "email",
+    "first_name",
+    "last_name",
+    "timezone",
+    "attributes",
+)
+_JSON_COLUMNS = (STAGE_COLUMNS.index("time_zones"), STAGE_COLUMNS.index("attributes"))
+_CONTACT_COLUMNS = ", ".join(STAGE_COLUMNS[2:])
+
+
+@dataclass(frozen=True, slots=True)
+class PublishCounts:
+    accepted: int
+    duplicate_on_list: int
+    suppressed: int
+
+
+async def add_import(session: AsyncSession, **fields: Any) -> ContactImport:
+    row = ContactImport(**fields)
+    session.add(row)
+    await session.flush()
+    return row
+
+
+async def get_import(session: AsyncSession, workspace_id: int, import_id: int) -> ContactImport | None:
+    return await session.scalar(
+        sa.select(ContactImport).where(
+            ContactImport.workspace_id == workspace_id, ContactImport.id == import_id
+        )
+    )
+
+
+async def add_chunk(session: AsyncSession, import_id: int, seq: int, data: bytes) -> None:
+    await session.execute(sa.insert(ImportChunk).values(import_id=import_id, seq=seq, data=data))
+
+
+async def chunk_seqs(session: AsyncSession, import_id: int) -> list[int]:
+    rows = await session.scalars(
+        sa.select(ImportChunk.seq).where(ImportChunk.import_id == import_id).order_by(ImportChunk.seq)
+    )
+    return list(rows)
+
+
+async def get_chunk(session: AsyncSession, import_id: int, seq: int) -> bytes:
+    """One chunk in memory at a time: the file may be gigabytes."""
+    data = await session.scalar(
+        sa.select(ImportChunk.data).where(ImportChunk.import_id == import_id, ImportChunk.seq == seq)
+    )
+    return bytes(data or b"")
+
+
+async def drop_chunks(session: AsyncSession, import_id: int) -> None:
+    await session.execute(sa.delete(ImportChunk).where(ImportChunk.import_id == import_id))
+
+
+async def claim(
+    session: AsyncSession, import_id: int, attempt: int, *, now: datetime
+) -> ContactImport | None:
+    """Move a queued (or crashed, still running) import to running for this attempt.
+
+    None when it is finished or a newer attempt was queued by the sweeper: that job gives way.
+    """
+    result = await session.execute(
+        sa.update(ContactImport)
+        .where(
+            ContactImport.id == import_id,
+            ContactImport.state.in_(("queued", "running")),
+            ContactImport.attempts == attempt,
+        )
+        .values(state="running", started_at=now, heartbeat_at=now, rows_done=0, bytes_done=0, error=None)
+    )
+    if not getattr(result, "rowcount", 0):
+        return None
+    return await session.get(ContactImport, import_id, populate_existing=True)
+
+
+async def reset_staging(session: AsyncSession, import_id: int) -> None:
+    """A re-run starts over: whatever an earlier attempt staged or rejected is thrown away."""
+    await reset_staging_rows(session, import_id)
+    await session.execute(sa.delete(ImportReject).where(ImportReject.import_id == import_id))
+
+
+async def reset_staging_rows(session: AsyncSession, import_id: int) -> None:
+    await session.execute(sa.delete(StagedContact).where(StagedContact.import_id == import_id))
+
+
+async def fail_abandoned_uploads(session: AsyncSession, *, older_than: datetime, now: datetime) -> int:
+    """An API process that died mid-upload leaves a ``receiving`` import behind: fail it, free its bytes."""
+    ids = list(
+        await session.scalars(
+            sa.select(ContactImport.id).where(
+                ContactImport.state == "receiving", ContactImport.created_at < older_than
+            )
+        )
+    )
+    for import_id in ids:
+        await drop_chunks(session, import_id)
+        await save_progress(
+            session,
+            import_id,
+            state="failed",
+            error="upload interrupted before it completed",
+            finished_at=now,
+        )
+    return len(ids)
+
+
+async def stage(session: AsyncSession, rows: Sequence[tuple[Any, ...]]) -> None:
+    """Bulk-write staged rows (tuples in ``STAGE_COLUMNS`` order): COPY on PostgreSQL, executemany else."""
+    if not rows:
+        return
+    encoded = [_encode_json(row) for row in rows]
+    conn = await session.connection()
+    if conn.dialect.name == "postgresql":
+        raw = await conn.get_raw_connection()
+        await raw.driver_connection.copy_records_to_table(  # type: ignore[union-attr]
+            "import_rows", records=encoded, columns=list(STAGE_COLUMNS)
+        )
+        return
+    marks = ", ".join("?" for _ in STAGE_COLUMNS)
+    raw = await conn.get_raw_connection()
+    cursor = await raw.driver_connection.cursor()  # type: ignore[union-attr]
+    sql = f"INSERT INTO import_rows ({', '.join(STAGE_COLUMNS)}) VALUES ({marks})"  # noqa: S608 - constants
+    await cursor.executemany(sql, encoded)
+    await cursor.close()
+
+
+def _encode_json(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    values = list(row)
+    for index in _JSON_COLUMNS:
+        values[index] = json.dumps(values[index], ensure_ascii=False)
+    return tuple(values)
+
+
+async def add_rejects(
+    session: AsyncSession, import_id: int, rejects: Sequence[tuple[int, str, dict[str, Any]]]
+) -> None:
+    if rejects:
+        await session.execute(
+            sa.insert(ImportReject),
+            [{"import_id": import_id, "row_number": n, "reason": r, "values": v} for n, r, v in rejects],
+        )
+
+
+async def iter_rejects(
+    session: AsyncSession, import_id: int, *, batch: int = 5000
+) -> AsyncIterator[ImportReject]:
+    after = 0
+    while True:
+        rows = list(
+            await session.scalars(
+                sa.select(ImportReject)
+                .where(ImportReject.import_id == import_id, ImportReject.row_number > after)
+                .order_by(ImportReject.row_number)
+                .limit(batch)
+            )
+        )
+        for row in rows:
+            yield row
+        if len(rows) < batch:
+            return
+        after = rows[-1].row_number
+
+
+async def stale_imports(session: AsyncSession, *, older_than: datetime) -> list[ContactImport]:
+    """Queued or running imports whose job shows no sign of life: lost with Redis, or its worker died."""
+    last_seen = sa.func.coalesce(ContactImport.heartbeat_at, ContactImport.created_at)
+    rows = await session.scalars(
+        sa.select(ContactImport).where(ContactImport.state.in_(("queued", "running")), last_seen < older_than)
+    )
+    return list(rows)
+
+
+async def next_attempt(session: AsyncSession, import_id: int, *, now: datetime) -> int:
+    await session.execute(
+        sa.update(ContactImport)
+        .where(ContactImport.id == import_id)
+        .values(attempts=ContactImport.attempts + 1, state="queued", heartbeat_at=now)
+    )
+    return int(
+        await session.scalar(sa.select(ContactImport.attempts).where(ContactImport.id == import_id)) or 0
+    )
+
+
+async def save_progress(session: AsyncSession, import_id: int, **counters: Any) -> None:
+    await session.execute(sa.update(ContactImport).where(ContactImport.id == import_id).values(**counters))
+
+
+async def publish(
+    session: AsyncSession, job: ContactImport, *, now: datetime, consent_source: str | None
+) -> PublishCounts:
+    """Move staged rows into the list. Caller's transaction: commit to publish, roll back for a dry run."""
+    params = {"i": job.id, "w": job.workspace_id, "l": job.list_id, "now": now}
+    suppressed = await _rowcount(session, _DROP_SUPPRESSED, params)
+    staged = int(
+        await session.scalar(sa.text("SELECT count(*) FROM import_rows WHERE import_id = :i"), params) or 0
+    )
+    accepted = await _rowcount(session, _INSERT_CONTACTS, params)
+    if consent_source:
+        await session.execute(_INSERT_CONSENT, {**params, "src": consent_source})
+    await session.execute(sa.text("DELETE FROM import_rows WHERE import_id = :i"), params)
+    await session.execute(
+        sa.update(ContactList)
+        .where(ContactList.id == job.list_id)
+        .values(contact_count=ContactList.contact_count + accepted, updated_at=now)
+    )
+    return PublishCounts(accepted=accepted, duplicate_on_list=staged - accepted, suppressed=suppressed)
+
+
+async def _rowcount(session: AsyncSession, statement: sa.TextClause, params: dict[str, Any]) -> int:
+    result = await session.execute(statement, params)
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+_NOW = sa.bindparam("now", type_=UTCDateTime())
+
+# A row is suppressed when every address it has is suppressed on its channel (or on "all"); a row with one
+# usable channel left is kept, and the send-time check skips the suppressed one.
+_DROP_SUPPRESSED = sa.text(
+    """
+    DELETE FROM import_rows
+    WHERE import_id = :i
+      AND (phone IS NULL OR EXISTS (
+            SELECT 1 FROM suppressions s
+            WHERE s.workspace_id = :w AND s.channel IN ('sms', 'all') AND s.address = import_rows.phone))
+      AND (email IS NULL OR EXISTS (
+            SELECT 1 FROM suppressions s
+            WHERE s.workspace_id = :w AND s.channel IN ('email', 'all') AND s.address = import_rows.email))
+    """
+)
+
+_INSERT_CONTACTS = sa.text(
+    f"""
+    INSERT INTO contacts (workspace_id, list_id, import_id, created_at, {_CONTACT_COLUMNS})
+    SELECT :w, :l, :i, :now, {_CONTACT_COLUMNS}
+    FROM import_rows WHERE import_id = :i
+    ORDER BY row_number
+    ON CONFLICT (list_id, dedupe_key) DO NOTHING
+    """  # noqa: S608 - column names are constants of this module, values are bound
+).bindparams(_NOW)
+
+# Append-only consent: one record per address of each newly added contact.
+_INSERT_CONSENT = sa.text(
+    """
+    INSERT INTO consent_records (workspace_id, created_at, address, channel, granted, source, import_id)
+    SELECT workspace_id, :now, phone, 'sms', TRUE, :src, :i FROM contacts
+    WHERE import_id = :i AND list_id = :l AND phone IS NOT NULL
+    UNION ALL
+    SELECT workspace_id, :now, email, 'email', TRUE, :src, :i FROM contacts
+    WHERE import_id = :i AND list_id = :l AND email IS NOT NULL
+    """
+).bindparams(_NOW)
+
+
+async def delete_import(session: AsyncSession, import_id: int) -> None:
+    await drop_chunks(session, import_id)
+    await session.execute(sa.delete(ContactImport).where(ContactImport.id == import_id))
