@@ -2,27 +2,28 @@
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from collections.abc import AsyncIterator
 
 import aiohttp
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from dispatcher.api import middleware
+from dispatcher.api import middleware, routes
 from dispatcher.api.keys import ENDPOINTS, ENGINE, HTTP, METRICS, REDIS, REGISTRY, SESSIONS, SETTINGS
 from dispatcher.api.registry import Registry
-from dispatcher.api.routes import imports, keys, lists, system
 from dispatcher.errors import InputError
 from dispatcher.pipeline.queue import connect_queue
 from dispatcher.settings import Settings
 from dispatcher.storage.engine import create_engine, session_factory
 
-MODULES = (system, keys, lists, imports)
-
 
 def build_registry() -> Registry:
+    """Every module in ``dispatcher.api.routes`` contributes its endpoints through ``register(api)``."""
     registry = Registry()
-    for module in MODULES:
+    for info in sorted(pkgutil.iter_modules(routes.__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"{routes.__name__}.{info.name}")
         module.register(registry)
     return registry
 
