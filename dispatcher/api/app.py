@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry
 from dispatcher.api import middleware, routes
 from dispatcher.api.keys import ENDPOINTS, ENGINE, HTTP, METRICS, REDIS, REGISTRY, SESSIONS, SETTINGS
 from dispatcher.api.registry import Registry
+from dispatcher.api.routes.templates import builtin_templates_ctx
 from dispatcher.errors import InputError
 from dispatcher.pipeline.queue import connect_queue
 from dispatcher.settings import Settings
@@ -47,7 +48,7 @@ def create_app(settings: Settings) -> web.Application:
     app[REGISTRY] = registry
     app[ENDPOINTS] = {ep.name: ep for ep in registry.endpoints}
     app[METRICS] = metrics
-    app.cleanup_ctx.extend([_database, _redis, _http])
+    app.cleanup_ctx.extend([_database, builtin_templates_ctx, _redis, _http])
     return app
 
 

@@ -136,9 +136,16 @@ def _raw_schema(content_type: str) -> dict[str, Any]:
     return {"schema": binary}
 
 
+def _path_schema(name: str) -> dict[str, Any]:
+    """Ids are positive integers; other path parts (link codes, signed tokens) are opaque strings."""
+    if name.endswith("_id") or name == "version":
+        return {"type": "integer", "minimum": 1}
+    return {"type": "string", "maxLength": 200}
+
+
 def _parameters(ep: Endpoint) -> list[dict[str, Any]]:
     params: list[dict[str, Any]] = [
-        {"name": name, "in": "path", "required": True, "schema": {"type": "integer", "minimum": 1}}
+        {"name": name, "in": "path", "required": True, "schema": _path_schema(name)}
         for name in _PATH_PARAM.findall(ep.path)
     ]
     if ep.query is not None:

@@ -11,10 +11,23 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from dispatcher.storage.base import Base, BigId, Money, WorkspaceOwned, utcnow
 
+_LIVE = sa.text("deleted_at IS NULL")
+
 
 class Template(WorkspaceOwned, Base):
+    """Names are unique among a workspace's live templates: a deleted one frees its name for reuse."""
+
     __tablename__ = "templates"
-    __table_args__ = (sa.UniqueConstraint("workspace_id", "name"),)
+    __table_args__ = (
+        sa.Index(
+            "uq_templates_live_name",
+            "workspace_id",
+            "name",
+            unique=True,
+            postgresql_where=_LIVE,
+            sqlite_where=_LIVE,
+        ),
+    )
 
     name: Mapped[str] = mapped_column(sa.String(200))
     channel: Mapped[str] = mapped_column(sa.String(16))

@@ -1,0 +1,256 @@
+"""Limits shared by every worker on every machine, kept in Redis: frequency caps, send rates, budgets.
+
+Each check is one Lua script, so it is atomic however many workers race; scripts are called by SHA, batched
+in one pipelined round trip where the engine has a batch (caps), and reloaded on NOSCRIPT.
+
+**Caps** (:class:`FrequencyCaps`) follow the key scheme of :mod:`dispatcher.core.capping` with two
+additions. Sends older than the window are pruned against a fixed ``horizon_days`` (the longest rolling
+window any policy may use, plus a day of slack), not against the current policy's window, so a 7-day
+campaign cannot erase history a 30-day campaign still counts, nor can a reservation stamped a little
+earlier than the last one find its history pruned. And a third key per contact and channel,
+``cap:{<channel>:<contact>}:s``, marks the contact's state as *seeded*.
+
+**Redis restarts.** The database ledger is the truth; Redis only holds a fast copy. After a restart
+without persistence (or a ``FLUSHALL``) every cap would silently start from zero. Given a ``history``
+loader, :class:`FrequencyCaps` refuses to decide for a contact without the seed marker: the batch's
+unseeded contacts are read from the ledger in one call, written back with their sends (:meth:`seed_history`),
+and their reservations re-run. A contact's marker lives as long as its history may matter (the horizon)
+and is refreshed by each reservation, so in steady state this costs nothing; after a restart, and for a
+contact not sent to within the horizon, it costs one ledger read and one more round trip per batch. Without
+a loader the caps trust an empty Redis (fine for the embedded demo, or a Redis with AOF persistence).
+The loader must return every send the ledger does not know to have failed (``sending``, ``sent``,
+``delivered``). The residual window: a reservation made just before the restart whose ledger row is not
+yet marked ``sending`` is forgotten; marking rows ``sending`` right after reserving keeps it to one batch.
+
+**Releases.** :meth:`FrequencyCaps.release` undoes a reservation for a message that never reached the
+recipient for sure: dropped before the provider call (campaign paused or cancelled, window closed,
+suppressed, budget or rate refused it) or rejected synchronously by the provider as permanent (invalid
+number). A transient failure keeps its reservation (the retry reuses the send id and is let through), and
+so does anything handed off, even when a receipt later says undelivered: it may have arrived, and a cap is
+a promise to the recipient, so doubt counts as sent.
+
+**Rates** (:class:`RateLimiter`) are GCRA buckets on the Redis server clock, so workers on machines with
+skewed clocks share one limit. A provider's throttling answer (429 ``Retry-After``) is recorded with
+:meth:`RateLimiter.block` and stops every worker's acquisitions on that key until it passes.
+
+**Budgets** (:class:`Budget`) are integer micro-unit counters: a spend is reserved only if it keeps the
+total within the cap. A missing counter (a new campaign, or a Redis restart) is never read as zero: it is
+seeded from the ledger's spend with ``SET NX`` (:meth:`Budget.seed`, or the ``spent`` loader), so two
+workers seeding at once agree. A reserved spend whose send then fails is given back with
+:meth:`Budget.refund`; a crash between the two only over-counts, which stops early, never late.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from redis.asyncio import Redis
+
+from dispatcher.core.capping import CapPolicy, cap_keys
+from dispatcher.errors import InputError, UnavailableError
+from dispatcher.pipeline import limits_lua as lua
+
+_DAY_S = 86_400
+_ANY_TIME = datetime(2000, 1, 1, tzinfo=UTC)  # the rolling key does not depend on the time
+_RESERVE = lua.Script(lua.CAP_RESERVE)
+_SEED = lua.Script(lua.CAP_SEED)
+_RELEASE = lua.Script(lua.CAP_RELEASE)
+_ACQUIRE = lua.Script(lua.RATE_ACQUIRE)
+_BLOCK = lua.Script(lua.RATE_BLOCK)
+_SPEND = lua.Script(lua.BUDGET_SPEND)
+_REFUND = lua.Script(lua.BUDGET_REFUND)
+
+Sent = tuple[str, datetime]
+"""A send from the ledger: ``(send_id, at)``."""
+ContactChannel = tuple[str, str]
+"""``(channel, str(contact_id))``."""
+HistoryLoader = Callable[[Sequence[ContactChannel]], Awaitable[Mapping[ContactChannel, Sequence[Sent]]]]
+SpentLoader = Callable[[str], Awaitable[int]]
+
+
+@dataclass(frozen=True, slots=True)
+class CapRequest:
+    """One message that wants to go: ``send_id`` is stable across retries (e.g. ``<campaign>:<contact>``)."""
+
+    contact_id: str | int
+    channel: str
+    send_id: str
+    at: datetime
+    zone: str
+    policy: CapPolicy = field(default_factory=CapPolicy)
+
+
+def _marker_key(rolling_key: str) -> str:
+    return rolling_key.removesuffix(":r") + ":s"
+
+
+class FrequencyCaps:
+    """Per-contact, per-channel caps across campaigns; ``history`` reads the ledger after a Redis restart."""
+
+    def __init__(self, redis: Redis, *, history: HistoryLoader | None = None, horizon_days: int = 31) -> None:
+        if horizon_days < 1:
+            raise InputError("the cap horizon must be at least one day")
+        self._redis = redis
+        self._history = history
+        self.horizon_days = horizon_days
+        self._horizon_policy = CapPolicy(rolling_days=horizon_days)
+        self._ttl = (horizon_days + 1) * _DAY_S
+
+    async def reserve(self, items: Sequence[CapRequest]) -> list[bool]:
+        """Reserve each item in order, one round trip; True where it stays within its caps."""
+        calls = [self._reserve_call(item) for item in items]
+        answers = [int(answer) for answer in await _RESERVE.run_many(self._redis, calls)]
+        unseeded = [index for index, answer in enumerate(answers) if answer == -1]
+        if unseeded:
+            await self._seed_from_ledger([items[index] for index in unseeded])
+            again = await _RESERVE.run_many(self._redis, [calls[index] for index in unseeded])
+            for index, answer in zip(unseeded, again, strict=True):
+                answers[index] = int(answer)
+        if -1 in answers:
+            raise UnavailableError("Redis lost frequency-cap state while it was being re-seeded; retry")
+        return [answer == 1 for answer in answers]
+
+    async def release(self, items: Sequence[CapRequest]) -> int:
+        """Undo reservations (same requests as reserved); returns how many existed."""
+        calls: list[lua.Call] = []
+        for item in items:
+            keys = cap_keys(item.contact_id, item.channel, item.at, item.zone, item.policy)
+            calls.append(([keys.day_key, keys.rolling_key], [item.send_id]))
+        return sum(int(removed) > 0 for removed in await _RELEASE.run_many(self._redis, calls))
+
+    async def seed_history(
+        self, contact_id: str | int, channel: str, sends: Sequence[Sent], *, zone: str
+    ) -> None:
+        """Write a contact's sends from the ledger back into Redis and mark it seeded; safe to repeat."""
+        keys, args = self._seed_call(contact_id, channel, sends, zone)
+        await _SEED.run(self._redis, keys, args)
+
+    def _reserve_call(self, item: CapRequest) -> lua.Call:
+        if not item.send_id:
+            raise InputError("a cap reservation needs a send id")
+        if item.policy.rolling_days > self.horizon_days:
+            raise InputError(f"rolling cap windows longer than {self.horizon_days} days are not supported")
+        keys = cap_keys(item.contact_id, item.channel, item.at, item.zone, item.policy)
+        prune_ms = keys.at_ms - self._ttl * 1000
+        args: list[str | int] = [item.send_id, keys.at_ms, prune_ms, keys.floor_ms, keys.day_limit]
+        args += [keys.rolling_limit, keys.day_ttl, self._ttl, 1 if self._history else 0]
+        return [keys.day_key, keys.rolling_key, _marker_key(keys.rolling_key)], args
+
+    def _seed_call(self, contact_id: str | int, channel: str, sends: Sequence[Sent], zone: str) -> lua.Call:
+        rolling_key = cap_keys(contact_id, channel, _ANY_TIME, "UTC", self._horizon_policy).rolling_key
+        day_keys: list[str] = []
+        args: list[str | int] = [self._ttl]
+        for send_id, at in sends:
+            keys = cap_keys(contact_id, channel, at, zone, self._horizon_policy)
+            day_keys.append(keys.day_key)
+            args += [send_id, keys.at_ms, keys.day_ttl]
+        return [rolling_key, _marker_key(rolling_key), *day_keys], args
+
+    async def _seed_from_ledger(self, items: Sequence[CapRequest]) -> None:
+        assert self._history is not None  # only seeded-mode scripts answer -1
+        zones: dict[ContactChannel, tuple[str | int, str]] = {}
+        for item in items:
+            zones.setdefault((item.channel, str(item.contact_id)), (item.contact_id, item.zone))
+        history = await self._history(list(zones))
+        calls = [
+            self._seed_call(contact_id, channel, history.get((channel, key), ()), zone)
+            for (channel, key), (contact_id, zone) in zones.items()
+        ]
+        await _SEED.run_many(self._redis, calls)
+
+
+def _tagged(prefix: str, key: str | int) -> str:
+    text = str(key)
+    if not text or any(char in text for char in "{} "):
+        raise InputError(f"limit key {text!r} must be non-empty and free of braces and spaces")
+    return f"{prefix}:{{{text}}}"
+
+
+class RateLimiter:
+    """Messages per second per key (``provider:<name>``, ``sender:<number>``), shared by all workers.
+
+    To honour both a sender's and its provider's limit, acquire from the sender first and then ask the
+    provider for what the sender granted; tokens the provider refuses are simply lost (a short stall).
+    """
+
+    def __init__(self, redis: Redis) -> None:
+        self._redis = redis
+
+    async def acquire(
+        self, key: str, n: int, rate: float, burst: int, now_ms: int | None = None
+    ) -> tuple[int, float]:
+        """Take up to ``n`` tokens now: ``(granted, wait_s)``.
+
+        ``wait_s`` is 0 when all were granted, else the time until the rest (at most ``burst``) should be
+        there, or until a recorded back-off ends. ``now_ms`` replaces the server clock (tests, simulations).
+        """
+        if n < 0 or burst < 1 or not rate > 0 or math.isinf(rate):
+            raise InputError("acquire needs n >= 0, burst >= 1 and a finite rate > 0")
+        tag = _tagged("rate", key)
+        now_us = "" if now_ms is None else now_ms * 1000
+        granted, wait_us = await _ACQUIRE.run(
+            self._redis, [tag, f"{tag}:block"], [n, repr(rate), burst, now_us]
+        )
+        return int(granted), int(wait_us) / 1_000_000
+
+    async def block(self, key: str, seconds: float) -> float:
+        """Pause ``key`` for every worker for ``seconds`` (a ``Retry-After``); returns the pause in force."""
+        if not seconds > 0 or math.isinf(seconds):
+            raise InputError("a back-off must be a finite number of seconds above zero")
+        tag = _tagged("rate", key)
+        remaining_ms = await _BLOCK.run(self._redis, [f"{tag}:block"], [math.ceil(seconds * 1000)])
+        return max(0, int(remaining_ms)) / 1000
+
+    async def blocked_for(self, key: str) -> float:
+        """Seconds until the back-off recorded for ``key`` ends; 0 when there is none."""
+        remaining_ms = await self._redis.pttl(f"{_tagged('rate', key)}:block")
+        return max(0, int(remaining_ms)) / 1000
+
+
+def _micros(value: int, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InputError(f"{name} must be a whole, non-negative number of micro-units")
+    return value
+
+
+class Budget:
+    """The fast shared gate on a campaign's spend; the database ledger's costs are the truth."""
+
+    def __init__(self, redis: Redis, *, spent: SpentLoader | None = None) -> None:
+        self._redis = redis
+        self._spent = spent
+
+    async def spend(self, campaign_id: str | int, amount_micros: int, cap_micros: int) -> bool:
+        """Reserve ``amount_micros`` if the campaign's total stays within ``cap_micros``."""
+        args = [_micros(amount_micros, "amount"), _micros(cap_micros, "cap")]
+        key = _tagged("budget", campaign_id)
+        answer = int(await _SPEND.run(self._redis, [key], args))
+        if answer == -1 and self._spent is not None:
+            await self.seed(campaign_id, await self._spent(str(campaign_id)))
+            answer = int(await _SPEND.run(self._redis, [key], args))
+        if answer == -1:
+            raise UnavailableError(
+                f"the budget counter of campaign {campaign_id} is not seeded from the ledger"
+            )
+        return answer == 1
+
+    async def refund(self, campaign_id: str | int, amount_micros: int) -> None:
+        """Give back a reserved spend whose message was not sent after all."""
+        await _REFUND.run(self._redis, [_tagged("budget", campaign_id)], [_micros(amount_micros, "amount")])
+
+    async def seed(self, campaign_id: str | int, spent_micros: int) -> bool:
+        """Set the counter from the ledger unless it exists; True if this call set it."""
+        key = _tagged("budget", campaign_id)
+        return bool(await self._redis.set(key, _micros(spent_micros, "spent"), nx=True))
+
+    async def spent(self, campaign_id: str | int) -> int | None:
+        """The reserved total, or None when the counter is missing (not seeded)."""
+        value = await self._redis.get(_tagged("budget", campaign_id))
+        return None if value is None else int(value)
+
+    async def forget(self, campaign_id: str | int) -> None:
+        """Drop the counter of a finished campaign."""
+        await self._redis.delete(_tagged("budget", campaign_id))

@@ -1,0 +1,178 @@
+"""The Lua side of :mod:`dispatcher.pipeline.limits`, and a runner that survives ``SCRIPT FLUSH``.
+
+Each script touches only keys of one Redis Cluster hash tag, so it runs atomically on one node. Scripts
+are sent by SHA; a server that forgot them (restart, ``SCRIPT FLUSH``, failover to a replica that never
+saw ``SCRIPT LOAD``) answers NOSCRIPT, and the runner loads the script and tries again once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import NoScriptError, ResponseError
+
+Call = tuple[Sequence[str], Sequence[str | int]]
+"""One script invocation: ``(keys, args)``."""
+
+CAP_RESERVE = """
+-- KEYS: day set, rolling zset, seed marker (one hash tag: one contact on one channel)
+-- ARGV: member, at_ms, prune_ms, floor_ms, day_limit, rolling_limit, day_ttl, rolling_ttl, require_seed
+if redis.call('ZSCORE', KEYS[2], ARGV[1]) then return 1 end
+if ARGV[9] == '1' and redis.call('EXISTS', KEYS[3]) == 0 then return -1 end
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[3])
+if redis.call('SCARD', KEYS[1]) >= tonumber(ARGV[5]) then return 0 end
+if redis.call('ZCOUNT', KEYS[2], '(' .. ARGV[4], ARGV[2]) >= tonumber(ARGV[6]) then return 0 end
+redis.call('SADD', KEYS[1], ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[7])
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+redis.call('EXPIRE', KEYS[2], ARGV[8])
+if ARGV[9] == '1' then redis.call('EXPIRE', KEYS[3], ARGV[8]) end
+return 1
+"""
+
+CAP_SEED = """
+-- KEYS: rolling zset, seed marker, then one day set per send
+-- ARGV: rolling_ttl, then (member, at_ms, day_ttl) per send
+for i = 3, #KEYS do
+  local j = 2 + (i - 3) * 3
+  redis.call('SADD', KEYS[i], ARGV[j])
+  if redis.call('TTL', KEYS[i]) < tonumber(ARGV[j + 2]) then redis.call('EXPIRE', KEYS[i], ARGV[j + 2]) end
+  redis.call('ZADD', KEYS[1], ARGV[j + 1], ARGV[j])
+end
+if #KEYS > 2 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+redis.call('SET', KEYS[2], '1', 'EX', ARGV[1])
+return #KEYS - 2
+"""
+
+CAP_RELEASE = """
+-- KEYS: day set, rolling zset; ARGV: member
+return redis.call('SREM', KEYS[1], ARGV[1]) + redis.call('ZREM', KEYS[2], ARGV[1])
+"""
+
+# GCRA with the bucket kept as one number, the theoretical arrival time (TAT) in microseconds of the
+# server clock: a full bucket has TAT <= now, and each token moves TAT one emission interval ahead.
+RATE_ACQUIRE = """
+-- KEYS: tat, block; ARGV: n, rate (tokens/s), burst, now_us ('' = server TIME)
+local ttl = redis.call('PTTL', KEYS[2])
+if ttl > 0 then return {0, ttl * 1000} end
+local now
+if ARGV[4] == '' then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+else
+  now = tonumber(ARGV[4])
+end
+local n, burst = tonumber(ARGV[1]), tonumber(ARGV[3])
+local interval = 1000000 / tonumber(ARGV[2])
+local tat = math.max(tonumber(redis.call('GET', KEYS[1]) or '0'), now)
+local granted = math.min(n, math.max(0, math.floor((now + burst * interval - tat) / interval)))
+tat = math.ceil(tat + granted * interval)
+local wanted = math.min(n - granted, burst)
+local wait = 0
+if wanted > 0 then wait = math.max(0, math.ceil(tat + wanted * interval - burst * interval - now)) end
+if tat > now then
+  redis.call('SET', KEYS[1], string.format('%.0f', tat), 'PX', math.ceil((tat - now) / 1000) + 1)
+end
+return {granted, wait}
+"""
+
+RATE_BLOCK = """
+-- KEYS: block; ARGV: ms. A shorter back-off never cuts a longer one short.
+if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[1]) then
+  redis.call('SET', KEYS[1], '1', 'PX', ARGV[1])
+end
+return redis.call('PTTL', KEYS[1])
+"""
+
+BUDGET_SPEND = """
+-- KEYS: spent counter; ARGV: amount, cap (integer micro-units). -1: counter missing, seed it first.
+local spent = redis.call('GET', KEYS[1])
+if not spent then return -1 end
+if tonumber(spent) + tonumber(ARGV[1]) > tonumber(ARGV[2]) then return 0 end
+redis.call('INCRBY', KEYS[1], ARGV[1])
+return 1
+"""
+
+BUDGET_REFUND = """
+-- KEYS: spent counter; ARGV: amount. A missing counter stays missing: the ledger will re-seed it.
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+local spent = redis.call('DECRBY', KEYS[1], ARGV[1])
+if spent < 0 then redis.call('SET', KEYS[1], '0', 'KEEPTTL') return 0 end
+return spent
+"""
+
+
+class Script:
+    """A Lua script called by SHA, loaded on first NOSCRIPT."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.sha = hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
+
+    async def load(self, redis: Redis) -> None:
+        sha = await redis.script_load(self.source)
+        if (sha.decode() if isinstance(sha, bytes) else sha) != self.sha:
+            raise RuntimeError("Redis hashed a limits script differently than we did")
+
+    async def run(self, redis: Redis, keys: Sequence[str], args: Sequence[str | int]) -> Any:
+        words = _words(keys, args)
+        try:
+            return await redis.evalsha(self.sha, len(keys), *words)  # type: ignore[misc]
+        except NoScriptError:
+            await self.load(redis)
+            return await redis.evalsha(self.sha, len(keys), *words)  # type: ignore[misc]
+
+    async def run_many(self, redis: Redis, calls: Sequence[Call]) -> list[Any]:
+        """All ``calls`` in one non-transactional pipeline; on NOSCRIPT, load and re-run the whole batch.
+
+        Re-running calls that did succeed is only correct for idempotent scripts: the caller vouches.
+        """
+        results = await self._pipeline(redis, calls)
+        if any(isinstance(result, NoScriptError) for result in results):
+            await self.load(redis)
+            results = await self._pipeline(redis, calls)
+        for result in results:
+            if isinstance(result, Exception):
+                raise result
+        return results
+
+    async def _pipeline(self, redis: Redis, calls: Sequence[Call]) -> list[Any]:
+        # redis-py packs pipelined commands in pure Python at about half the speed of this: the bytes are
+        # written by hand and sent on one pooled connection, and the replies read back in order.
+        if not calls:
+            return []
+        header = b"$7\r\nEVALSHA\r\n$40\r\n" + self.sha.encode() + b"\r\n"
+        payload = b"".join(_command(header, keys, args) for keys, args in calls)
+        pool = redis.connection_pool
+        connection = await pool.get_connection()
+        try:
+            await connection.send_packed_command(payload, check_health=True)
+            results: list[Any] = []
+            for _ in calls:
+                try:
+                    results.append(await connection.read_response())
+                except ResponseError as error:  # the reply was read whole: the stream stays in step
+                    results.append(error)
+        except BaseException:
+            # Replies left unread (cancelled, connection lost) would be handed to the next user.
+            await connection.disconnect()
+            raise
+        finally:
+            await pool.release(connection)
+        return results
+
+
+def _command(header: bytes, keys: Sequence[str], args: Sequence[str | int]) -> bytes:
+    """One EVALSHA in the Redis protocol (RESP): an array of bulk strings."""
+    words = [str(len(keys)).encode(), *(key.encode() for key in keys), *(str(arg).encode() for arg in args)]
+    parts = [b"*%d\r\n" % (len(words) + 2), header]
+    for word in words:
+        parts.append(b"$%d\r\n%s\r\n" % (len(word), word))
+    return b"".join(parts)
+
+
+def _words(keys: Sequence[str], args: Sequence[str | int]) -> list[str]:
+    return [*keys, *(str(arg) for arg in args)]
