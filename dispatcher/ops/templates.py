@@ -28,7 +28,6 @@ from dispatcher.storage.templates import TemplateParts
 BUILTIN_PREFIX: Final = "builtin/"
 UNSUBSCRIBE_VARIABLE: Final = "unsubscribe_url"
 CHANNELS: Final = ("sms", "email")
-CONTACT_FIELDS: Final = ("first_name", "last_name", "email", "phone", "timezone")
 # field of TemplateParts -> the rendering part it compiles as
 PART_OF_FIELD: Final[Mapping[str, Part]] = {
     "body": "sms",
@@ -115,20 +114,6 @@ def template_variables(parts: TemplateParts, channel: str) -> list[str]:
     for compiled in compile_parts(channel, parts).values():
         names |= variables(compiled)
     return sorted(names)
-
-
-def recipient_variables(
-    campaign: Mapping[str, Any], contact: Mapping[str, Any] | None = None
-) -> dict[str, Any]:
-    """What a template sees for one recipient: campaign values < contact attributes < contact fields.
-
-    Empty contact fields are left out (not passed as None) so ``default(...)`` fallbacks apply.
-    """
-    merged = dict(campaign)
-    if contact is not None:
-        merged.update(contact.get("attributes") or {})
-        merged.update({k: contact[k] for k in CONTACT_FIELDS if contact.get(k) not in (None, "")})
-    return merged
 
 
 def _check_name(name: str) -> str:

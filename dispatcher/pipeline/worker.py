@@ -21,9 +21,12 @@ from arq.worker import func
 
 from dispatcher.logs import get_logger
 from dispatcher.pipeline.context import WorkerResources, attach, resources
+from dispatcher.pipeline.dispatch import dispatch_tick, sweep_ledger
 from dispatcher.pipeline.imports import IMPORT_TIMEOUT_S, run_import, sweep_imports
 from dispatcher.pipeline.maintenance import housekeeping
+from dispatcher.pipeline.planning import PLAN_TIMEOUT_S, plan_campaign
 from dispatcher.pipeline.queue import ensure_safe_policy, redis_settings
+from dispatcher.pipeline.sending import send_chunk
 from dispatcher.settings import Settings
 from dispatcher.storage.engine import create_engine, session_factory
 from dispatcher.storage.workers import forget_worker, record_heartbeat
@@ -93,17 +96,27 @@ async def _job_end(ctx: dict[str, Any]) -> None:
     resources(ctx).jobs_done += 1
 
 
+CRON_JOBS = [
+    cron(housekeeping, name="cron:housekeeping", minute={7, 37}, second=0, unique=True),
+    cron(sweep_imports, name="cron:sweep_imports", second=30, unique=True),
+    cron(dispatch_tick, name="cron:dispatch_tick", second=set(range(60)), unique=True, timeout=60),
+    cron(sweep_ledger, name="cron:sweep_ledger", second={5, 20, 35, 50}, unique=True),
+]
+
+
 def build_worker(settings: Settings, redis_url: str, *, burst: bool = False) -> Worker:
     return Worker(
         functions=[
             func(housekeeping, name="housekeeping"),
             func(run_import, name="run_import", timeout=IMPORT_TIMEOUT_S, max_tries=1000),
             func(sweep_imports, name="sweep_imports"),
+            func(plan_campaign, name="plan_campaign", timeout=PLAN_TIMEOUT_S, max_tries=1000),
+            func(send_chunk, name="send_chunk", max_tries=1000),
+            func(dispatch_tick, name="dispatch_tick"),
+            func(sweep_ledger, name="sweep_ledger"),
         ],
-        cron_jobs=[
-            cron(housekeeping, name="cron:housekeeping", minute={7, 37}, second=0, unique=True),
-            cron(sweep_imports, name="cron:sweep_imports", second=30, unique=True),
-        ],
+        # a burst worker (tests, one-off drains) runs what is queued and stops; crons would keep it alive
+        cron_jobs=[] if burst else CRON_JOBS,
         queue_name=settings.queue_name,
         redis_settings=redis_settings(redis_url),
         on_startup=_startup,

@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dispatcher.core.links import recipient_token, rewrite_links, tracked_url
+from dispatcher.core.personalise import recipient_variables
 from dispatcher.core.rendering import render
 from dispatcher.core.sms import GSM7, analyse_sms, lint_sms
 from dispatcher.errors import TemplateError
@@ -22,7 +23,7 @@ from dispatcher.ops.builtin_templates import (
     shipped_dir,
     sync_builtin_templates,
 )
-from dispatcher.ops.templates import compile_parts, recipient_variables
+from dispatcher.ops.templates import compile_parts
 from dispatcher.settings import Settings
 from dispatcher.storage import templates as store
 from dispatcher.storage.engine import create_engine, session_factory

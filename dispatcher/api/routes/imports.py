@@ -13,6 +13,7 @@ from dispatcher.api.http import dump, path_id, validate
 from dispatcher.api.keys import REDIS, SESSIONS, SETTINGS, principal
 from dispatcher.api.registry import Registry
 from dispatcher.api.schemas import ImportOut, ImportQuery
+from dispatcher.core.csvsafe import safe_cell
 from dispatcher.errors import InputError, NotFoundError
 from dispatcher.ops.imports import ImportOptions, parse_channels, receive_upload
 from dispatcher.storage import imports as store
@@ -125,11 +126,6 @@ async def get_import(request: web.Request) -> web.Response:
     if job is None:
         raise NotFoundError(f"import {import_id} not found")
     return dump(import_out(job, now=datetime.now(UTC)))
-
-
-def safe_cell(value: str) -> str:
-    """Spreadsheets run cells starting with these as formulas: defuse them (CSV injection)."""
-    return f"'{value}" if value[:1] in {"=", "+", "-", "@", "\t", "\r"} else value
 
 
 async def get_rejects(request: web.Request) -> web.StreamResponse:

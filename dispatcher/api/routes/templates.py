@@ -25,6 +25,7 @@ from dispatcher.api.schemas_templates import (
     TemplateUpdate,
     TemplateVersionOut,
 )
+from dispatcher.core.personalise import recipient_variables
 from dispatcher.core.sms import analysis_as_dict
 from dispatcher.errors import TemplateError
 from dispatcher.logs import get_logger
@@ -194,7 +195,7 @@ async def preview_template(request: web.Request) -> web.Response:
         track_links=body.track_links,
         max_segments=body.max_segments,
     )
-    values = template_ops.recipient_variables(body.variables, contact)
+    values = recipient_variables(body.variables, contact)
     result = preview_message(view.template.channel, compiled, values, options)
     return dump(_preview_out(view, result, body.provider_price_per_segment))
 

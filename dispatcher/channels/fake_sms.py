@@ -1,0 +1,249 @@
+"""``dispatcher fake-sms``: a local SMS provider speaking Twilio's Messages API, for demo, tests, benchmarks.
+
+Endpoints (same wire protocol as Twilio, so ``TwilioHttpChannel`` crosses a real socket to reach it)::
+
+    POST /2010-04-01/Accounts/{sid}/Messages.json         create: basic auth, form To/From/Body/StatusCallback
+    GET  /2010-04-01/Accounts/{sid}/Messages/{msid}.json  look a message up (resolves an ambiguous send)
+    GET  /_stub/messages?since=SEQ&limit=N&to=E164        what was accepted, in arrival order
+    GET  /_stub/stats                                     counters, duplicates per idempotency token / To
+    GET  /_stub/replies                                   inbound replies it posted
+    POST /_stub/reset                                     forget everything
+
+The ``I-Twilio-Idempotency-Token`` header is honoured: a repeat returns the first message and is counted as
+``deduplicated``. Errors are Twilio-shaped: ``{"code", "message", "more_info", "status"}``. Twilio's magic
+test numbers answer with their documented errors (+15005550001 invalid, +15005550004 unsubscribed,
++15005550009 not a mobile...). Faults (429, 500, 503, timeouts) are injected per ``FakeSmsConfig``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import random
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import aiohttp
+from aiohttp import web
+
+from dispatcher.channels.fake_sms_callbacks import CallbackSender
+from dispatcher.channels.fake_sms_store import FakeSmsConfig, FakeSmsStore, Fault
+from dispatcher.channels.fake_sms_wire import message_json, parse_form, twilio_error, validate_form
+from dispatcher.channels.twilio_http import API_VERSION, IDEMPOTENCY_HEADER, basic_auth_header
+from dispatcher.core.sms import analyse_sms
+
+__all__ = [
+    "FAKE_SMS",
+    "FakeSms",
+    "FakeSmsConfig",
+    "create_fake_sms_app",
+    "serve_fake_sms",
+    "start_fake_sms",
+]
+
+_FAULT_ANSWERS: Final[Mapping[str, tuple[int, int, str]]] = {
+    "429": (429, 20429, "Too Many Requests"),
+    "500": (500, 20500, "Internal Server Error"),
+    "503": (503, 20503, "Service Unavailable"),
+    "timeout_before": (503, 20503, "Service Unavailable"),
+}
+
+
+@dataclass(slots=True)
+class FakeSms:
+    """The running stand-in: its configuration, memory and the sender of its callbacks."""
+
+    config: FakeSmsConfig
+    store: FakeSmsStore = field(default_factory=FakeSmsStore)
+    callbacks: CallbackSender | None = None
+    in_flight: int = 0
+    rng: random.Random = field(init=False)
+    expected_auth: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.rng = random.Random(self.config.seed)
+        self.expected_auth = basic_auth_header(self.config.account_sid, self.config.auth_token)
+
+
+FAKE_SMS: Final = web.AppKey("fake_sms", FakeSms)
+
+
+def _authorised(state: FakeSms, request: web.Request) -> web.Response | None:
+    """None when the request may proceed, else Twilio's answer for bad credentials or a foreign account."""
+    given = request.headers.get("Authorization", "")
+    if not hmac.compare_digest(given.encode(), state.expected_auth.encode()):
+        state.store.counters["unauthorised"] += 1
+        return twilio_error(401, 20003, "Authenticate", {"WWW-Authenticate": 'Basic realm="Twilio API"'})
+    if request.match_info["account_sid"] != state.config.account_sid:
+        return twilio_error(404, 20404, "The requested resource was not found")
+    return None
+
+
+async def _fault_answer(state: FakeSms, fault: Fault) -> web.Response:
+    state.store.counters[f"fault_{fault}"] += 1
+    if fault == "timeout_before":
+        await asyncio.sleep(state.config.timeout_sleep)
+    status, code, message = _FAULT_ANSWERS[fault]
+    headers = {"Retry-After": f"{state.config.retry_after:g}"} if status in (429, 503) else None
+    return twilio_error(status, code, message, headers)
+
+
+async def _read_form(state: FakeSms, request: web.Request) -> dict[str, str] | web.Response:
+    """The validated form, or Twilio's 400 answer naming the problem."""
+    try:
+        form = parse_form((await request.read()).decode("utf-8"))
+    except UnicodeDecodeError:
+        form = None
+    problem = (21600, "The request body is not UTF-8 form data.") if form is None else validate_form(form)
+    if problem is not None or form is None:
+        state.store.counters["rejected"] += 1
+        return twilio_error(400, *(problem or (21600, "Bad request")))
+    return form
+
+
+async def create_message(request: web.Request) -> web.Response:
+    state = request.app[FAKE_SMS]
+    counters = state.store.counters
+    counters["requests"] += 1
+    # the peak of concurrent requests shows whether a client's concurrency bound holds
+    state.in_flight += 1
+    counters["max_in_flight"] = max(counters["max_in_flight"], state.in_flight)
+    try:
+        return await _create_message(state, request)
+    finally:
+        state.in_flight -= 1
+
+
+async def _create_message(state: FakeSms, request: web.Request) -> web.Response:
+    if (refusal := _authorised(state, request)) is not None:
+        return refusal
+    if state.config.response_latency:
+        await asyncio.sleep(state.config.response_latency)
+    fault = state.config.choose_fault(state.rng.random())
+    if fault is not None and fault != "timeout_after":
+        return await _fault_answer(state, fault)
+    form = await _read_form(state, request)
+    if isinstance(form, web.Response):
+        return form
+    answer = _accept(state, form, request.headers.get(IDEMPOTENCY_HEADER))
+    if fault == "timeout_after":
+        state.store.counters["fault_timeout_after"] += 1
+        await asyncio.sleep(state.config.timeout_sleep)
+    return web.json_response(answer, status=201)
+
+
+def _accept(state: FakeSms, form: Mapping[str, str], token: str | None) -> dict[str, Any]:
+    """Record the message (unless its token was seen) and answer with it, before any status moves on."""
+    existing = state.store.find(token)
+    if existing is not None:
+        state.store.counters["deduplicated"] += 1
+        return message_json(state.config, existing)
+    body = form["Body"]
+    record = state.store.add(
+        to=form["To"],
+        sender=form["From"],
+        body=body,
+        segments=analyse_sms(body).segments,
+        token=token,
+        callback=form.get("StatusCallback") or None,
+    )
+    answer = message_json(state.config, record)
+    if state.callbacks is not None:
+        state.callbacks.schedule(record)
+    return answer
+
+
+async def fetch_message(request: web.Request) -> web.Response:
+    state = request.app[FAKE_SMS]
+    if (refusal := _authorised(state, request)) is not None:
+        return refusal
+    record = state.store.get(request.match_info["message_sid"])
+    if record is None:
+        return twilio_error(404, 20404, "The requested resource was not found")
+    return web.json_response(message_json(state.config, record))
+
+
+def _query_int(request: web.Request, name: str, default: int) -> int:
+    raw = request.query.get(name, "")
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise web.HTTPBadRequest(
+            text=f'{{"error": "{name} must be an integer"}}', content_type="application/json"
+        ) from None
+
+
+async def list_messages(request: web.Request) -> web.Response:
+    store = request.app[FAKE_SMS].store
+    since = _query_int(request, "since", 0)
+    limit = max(1, min(_query_int(request, "limit", 1000), 100_000))
+    found = store.since(since, limit, request.query.get("to") or None)
+    next_seq = found[-1].seq if found else since
+    return web.json_response({"messages": [r.as_dict() for r in found], "next": next_seq})
+
+
+async def stats(request: web.Request) -> web.Response:
+    return web.json_response(request.app[FAKE_SMS].store.stats())
+
+
+async def replies(request: web.Request) -> web.Response:
+    return web.json_response({"replies": [r.as_dict() for r in request.app[FAKE_SMS].store.replies]})
+
+
+async def reset(request: web.Request) -> web.Response:
+    request.app[FAKE_SMS].store.reset()
+    return web.json_response({"reset": True})
+
+
+async def _callback_sender(app: web.Application) -> AsyncIterator[None]:
+    state = app[FAKE_SMS]
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+        state.callbacks = CallbackSender(state.config, state.store, state.rng, session)
+        state.callbacks.start()
+        yield
+        await state.callbacks.stop()
+
+
+def create_fake_sms_app(config: FakeSmsConfig | None = None) -> web.Application:
+    app = web.Application()
+    app[FAKE_SMS] = FakeSms(config or FakeSmsConfig())
+    base = f"/{API_VERSION}/Accounts/{{account_sid}}"
+    app.router.add_post(f"{base}/Messages.json", create_message)
+    app.router.add_get(f"{base}/Messages/{{message_sid}}.json", fetch_message)
+    app.router.add_get("/_stub/messages", list_messages)
+    app.router.add_get("/_stub/stats", stats)
+    app.router.add_get("/_stub/replies", replies)
+    app.router.add_post("/_stub/reset", reset)
+    app.cleanup_ctx.append(_callback_sender)
+    return app
+
+
+async def start_fake_sms(
+    config: FakeSmsConfig | None = None, host: str = "127.0.0.1", port: int = 0
+) -> tuple[web.AppRunner, str]:
+    """Start the stand-in on this loop (port 0: any free port); returns the runner and its base URL.
+
+    Stop it with ``await runner.cleanup()``. A client that gives up on an injected timeout cancels the
+    sleeping handler, so cleanup does not wait for it.
+    """
+    app = create_fake_sms_app(config)
+    runner = web.AppRunner(app, access_log=None, handler_cancellation=True, shutdown_timeout=1.0)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    bound_port = runner.addresses[0][1]
+    return runner, f"http://{host}:{bound_port}"
+
+
+def serve_fake_sms(host: str, port: int, config: FakeSmsConfig | None = None) -> None:
+    """Run the stand-in until interrupted (blocking; for the ``dispatcher fake-sms`` command)."""
+    web.run_app(
+        create_fake_sms_app(config),
+        host=host,
+        port=port,
+        access_log=None,
+        handler_cancellation=True,
+        shutdown_timeout=1.0,
+    )

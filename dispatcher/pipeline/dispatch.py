@@ -1,0 +1,84 @@
+"""The dispatch loop: a one-second tick claims due ledger rows in chunks and queues one send job per chunk;
+the sweeper hands back leases of jobs that vanished (Redis restart) or of workers that died.
+
+Redis carries only ``(campaign_id, owner, ids)``; the database decides everything. The tick is an arq cron
+with a unique id per second, so one worker runs it; if two ever overlap, ``claim_due`` (SKIP LOCKED on
+PostgreSQL, a single writer on SQLite) still gives each row to one chunk.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from dispatcher.logs import get_logger
+from dispatcher.pipeline.context import WorkerResources, queue, resources
+from dispatcher.pipeline.queue import job_id
+from dispatcher.pipeline.sending import LEASE
+from dispatcher.storage import ledger
+from dispatcher.storage.campaigns import Campaign
+
+log = get_logger(__name__)
+CHUNK = 500
+MAX_PER_TICK = 20_000  # per campaign: above the fastest provider we drive, below what one tick can queue
+QUEUED_LEASE = timedelta(minutes=5)
+
+
+async def dispatch_tick(ctx: dict[str, Any]) -> dict[str, int]:
+    res = resources(ctx)
+    now = datetime.now(UTC)
+    async with res.sessions() as session:
+        campaigns = await ledger.running_campaigns(session)
+    queued = 0
+    for campaign in campaigns:
+        queued += await _pump(ctx, res, campaign, now)
+        async with res.sessions.begin() as session:
+            if await ledger.complete_if_done(session, campaign.id, now=now):
+                log.info("campaign.completed", campaign_id=campaign.id)
+    return {"campaigns": len(campaigns), "queued": queued}
+
+
+def _limit(campaign: Campaign) -> int:
+    rate = (campaign.limits or {}).get("rate_per_s")
+    # no point leasing more than a couple of seconds' worth when the campaign is throttled
+    return min(MAX_PER_TICK, max(CHUNK, int(float(rate) * 2))) if rate else MAX_PER_TICK
+
+
+async def _pump(ctx: dict[str, Any], res: WorkerResources, campaign: Campaign, now: datetime) -> int:
+    total = 0
+    limit = _limit(campaign)
+    while total < limit:
+        owner = job_id("send", campaign.id, f"{time.time_ns()}")
+        async with res.sessions.begin() as session:
+            ids = await ledger.claim_due(
+                session,
+                campaign_id=campaign.id,
+                now=now,
+                limit=min(CHUNK, limit - total),
+                owner=owner,
+                lease_until=now + QUEUED_LEASE,
+            )
+        if not ids:
+            break
+        await queue(ctx).enqueue_job(
+            "send_chunk", campaign.id, owner, ids, _job_id=owner, _queue_name=res.settings.queue_name
+        )
+        total += len(ids)
+    return total
+
+
+async def sweep_ledger(ctx: dict[str, Any]) -> dict[str, int]:
+    """Hand back rows whose lease ran out: queued ones were never sent; sending ones may have been."""
+    res = resources(ctx)
+    async with res.sessions.begin() as session:
+        # every provider we drive deduplicates on the idempotency key, so an unacknowledged send is resent
+        queued, sending = await ledger.release_expired_leases(
+            session, now=datetime.now(UTC), resend_unacknowledged=True
+        )
+    if queued or sending:
+        log.warning("ledger.leases_released", queued=queued, sending=sending)
+    return {"queued": queued, "sending": sending}
+
+
+__all__ = ["LEASE", "dispatch_tick", "sweep_ledger"]

@@ -1,0 +1,394 @@
+"""The send ledger's state changes: every one a guarded, batched UPDATE.
+
+A row moves ``planned → queued`` (claimed, leased to one send job) ``→ sending`` (written before the provider
+is called, with the attempt's idempotency key) ``→ sent`` (after the provider answered), or back to
+``planned`` for a retry, or to a final state. Each UPDATE names the state (and lease owner) it expects, so a
+late, duplicated or superseded job changes nothing. The sweeper hands back leases that expired.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from dispatcher.storage.campaigns import Batch, Campaign, Message
+from dispatcher.storage.contacts import Contact, Suppression
+
+ACTIVE_STATES = ("planned", "queued", "sending")
+
+
+@dataclass(frozen=True, slots=True)
+class Due:
+    """A ledger row loaded for sending, with what rendering needs of its contact."""
+
+    id: int
+    contact_id: int
+    variant: str
+    address: str
+    attempts: int
+    idempotency_key: str | None
+    contact: dict[str, Any]
+    time_zones: list[str]
+    timezone: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    id: int
+    provider_message_id: str | None
+    segments: int | None
+    cost: Decimal | None
+    possible_duplicate: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Retry:
+    id: int
+    not_before: datetime
+    error_code: str | None
+    error_detail: str | None
+    possible_duplicate: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Final:
+    id: int
+    state: str  # failed | capped | suppressed | expired
+    error_code: str | None = None
+    error_detail: str | None = None
+
+
+def idempotency_key(campaign_id: int, message_id: int) -> str:
+    """The same for every attempt of a message, so a provider that deduplicates drops a resend."""
+    return f"dsp-{campaign_id}-{message_id}"
+
+
+async def claim_due(
+    session: AsyncSession, *, campaign_id: int, now: datetime, limit: int, owner: str, lease_until: datetime
+) -> list[int]:
+    """Lease up to ``limit`` due rows of released batches to ``owner``; concurrent claimers skip each
+    other."""
+    released = sa.select(Batch.id).where(Batch.campaign_id == campaign_id, Batch.state == "released")
+    due = (
+        sa.select(Message.id)
+        .where(
+            Message.campaign_id == campaign_id,
+            Message.state == "planned",
+            sa.or_(Message.not_before.is_(None), Message.not_before <= now),
+            Message.batch_id.in_(released),
+        )
+        .order_by(Message.not_before, Message.id)
+        .limit(limit)
+    )
+    if (await session.connection()).dialect.name == "postgresql":
+        due = due.with_for_update(skip_locked=True)
+    result = await session.execute(
+        sa.update(Message)
+        .where(Message.id.in_(due.scalar_subquery()), Message.state == "planned")
+        .values(state="queued", lease_owner=owner, lease_until=lease_until, queued_at=now, updated_at=now)
+        .returning(Message.id)
+        .execution_options(synchronize_session=False)
+    )
+    return sorted(int(row[0]) for row in result)
+
+
+async def load_leased(session: AsyncSession, ids: Sequence[int], owner: str) -> list[Due]:
+    rows = await session.execute(
+        sa.select(
+            Message.id,
+            Message.contact_id,
+            Message.variant,
+            Message.address,
+            Message.attempts,
+            Message.idempotency_key,
+            Contact.first_name,
+            Contact.last_name,
+            Contact.email,
+            Contact.phone,
+            Contact.timezone,
+            Contact.attributes,
+            Contact.time_zones,
+        )
+        .join(Contact, Contact.id == Message.contact_id)
+        .where(Message.id.in_(ids), Message.state == "queued", Message.lease_owner == owner)
+        .order_by(Message.id)
+    )
+    return [_due(row) for row in rows]
+
+
+def _due(row: Any) -> Due:
+    contact = {
+        "first_name": row.first_name,
+        "last_name": row.last_name,
+        "email": row.email,
+        "phone": row.phone,
+        "timezone": row.timezone,
+        "attributes": row.attributes or {},
+    }
+    return Due(
+        id=row.id,
+        contact_id=row.contact_id,
+        variant=row.variant,
+        address=row.address,
+        attempts=row.attempts,
+        idempotency_key=row.idempotency_key,
+        contact=contact,
+        time_zones=list(row.time_zones or []),
+        timezone=row.timezone,
+    )
+
+
+async def mark_sending(
+    session: AsyncSession,
+    *,
+    campaign_id: int,
+    ids: Sequence[int],
+    owner: str,
+    now: datetime,
+    lease_until: datetime,
+) -> list[int]:
+    """The write before the provider call. Only rows still leased to ``owner`` move; those are sent."""
+    key = sa.literal(f"dsp-{campaign_id}-") + sa.cast(Message.id, sa.String)
+    result = await session.execute(
+        sa.update(Message)
+        .where(Message.id.in_(ids), Message.state == "queued", Message.lease_owner == owner)
+        .values(
+            state="sending",
+            attempts=Message.attempts + 1,
+            idempotency_key=sa.func.coalesce(Message.idempotency_key, key),
+            lease_until=lease_until,
+            updated_at=now,
+        )
+        .returning(Message.id)
+        .execution_options(synchronize_session=False)
+    )
+    return sorted(int(row[0]) for row in result)
+
+
+async def mark_sent(
+    session: AsyncSession, rows: Sequence[Sent], *, owner: str, provider_id: int, now: datetime
+) -> None:
+    if not rows:
+        return
+    await session.execute(
+        sa.update(Message)
+        .where(Message.id == sa.bindparam("mid"), Message.state == "sending", Message.lease_owner == owner)
+        .values(
+            state="sent",
+            provider_id=provider_id,
+            provider_message_id=sa.bindparam("pmid"),
+            segments=sa.bindparam("segs"),
+            cost=sa.bindparam("cost"),
+            possible_duplicate=Message.possible_duplicate | sa.bindparam("dup", type_=sa.Boolean),
+            sent_at=now,
+            lease_owner=None,
+            lease_until=None,
+            error_code=None,
+            error_detail=None,
+            updated_at=now,
+        )
+        .execution_options(synchronize_session=False),
+        [
+            {
+                "mid": r.id,
+                "pmid": r.provider_message_id,
+                "segs": r.segments,
+                "cost": r.cost,
+                "dup": r.possible_duplicate,
+            }
+            for r in rows
+        ],
+    )
+
+
+async def retry_later(
+    session: AsyncSession, rows: Sequence[Retry], *, owner: str, from_state: str, now: datetime
+) -> None:
+    """Back to planned for another attempt (transient failure, throttling, window closed, paused)."""
+    if not rows:
+        return
+    await session.execute(
+        sa.update(Message)
+        .where(Message.id == sa.bindparam("mid"), Message.state == from_state, Message.lease_owner == owner)
+        .values(
+            state="planned",
+            not_before=sa.bindparam("nb"),
+            error_code=sa.bindparam("code"),
+            error_detail=sa.bindparam("detail"),
+            possible_duplicate=Message.possible_duplicate | sa.bindparam("dup", type_=sa.Boolean),
+            lease_owner=None,
+            lease_until=None,
+            updated_at=now,
+        )
+        .execution_options(synchronize_session=False),
+        [
+            {
+                "mid": r.id,
+                "nb": r.not_before,
+                "code": r.error_code,
+                "detail": r.error_detail,
+                "dup": r.possible_duplicate,
+            }
+            for r in rows
+        ],
+    )
+
+
+async def finish(
+    session: AsyncSession, rows: Sequence[Final], *, owner: str, from_state: str, now: datetime
+) -> None:
+    if not rows:
+        return
+    await session.execute(
+        sa.update(Message)
+        .where(Message.id == sa.bindparam("mid"), Message.state == from_state, Message.lease_owner == owner)
+        .values(
+            state=sa.bindparam("st"),
+            error_code=sa.bindparam("code"),
+            error_detail=sa.bindparam("detail"),
+            finished_at=now,
+            lease_owner=None,
+            lease_until=None,
+            updated_at=now,
+        )
+        .execution_options(synchronize_session=False),
+        [{"mid": r.id, "st": r.state, "code": r.error_code, "detail": r.error_detail} for r in rows],
+    )
+
+
+async def release_expired_leases(
+    session: AsyncSession, *, now: datetime, resend_unacknowledged: bool
+) -> tuple[int, int]:
+    """The sweeper. ``queued`` rows whose job vanished were never sent: back to planned. ``sending`` rows
+    whose worker died may have reached the provider: back to planned keeping their idempotency key (a
+    deduplicating provider drops the resend), flagged as a possible duplicate when it cannot."""
+    queued = await session.execute(
+        sa.update(Message)
+        .where(Message.state == "queued", Message.lease_until < now)
+        .values(state="planned", lease_owner=None, lease_until=None, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    values: dict[str, Any] = {"state": "planned", "lease_owner": None, "lease_until": None, "updated_at": now}
+    if not resend_unacknowledged:
+        values["possible_duplicate"] = True
+    sending = await session.execute(
+        sa.update(Message)
+        .where(Message.state == "sending", Message.lease_until < now)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    return int(getattr(queued, "rowcount", 0) or 0), int(getattr(sending, "rowcount", 0) or 0)
+
+
+async def state_counts(session: AsyncSession, campaign_id: int) -> dict[str, int]:
+    rows = await session.execute(
+        sa.select(Message.state, sa.func.count())
+        .where(Message.campaign_id == campaign_id)
+        .group_by(Message.state)
+    )
+    return {str(state): int(count) for state, count in rows}
+
+
+async def running_campaigns(session: AsyncSession, *, limit: int = 100) -> list[Campaign]:
+    rows = await session.scalars(
+        sa.select(Campaign).where(Campaign.state == "running").order_by(Campaign.id).limit(limit)
+    )
+    return list(rows)
+
+
+async def complete_if_done(session: AsyncSession, campaign_id: int, *, now: datetime) -> bool:
+    """A running campaign with nothing left in flight is completed; never while anything is pending."""
+    pending = sa.exists().where(Message.campaign_id == campaign_id, Message.state.in_(ACTIVE_STATES))
+    held = sa.exists().where(Batch.campaign_id == campaign_id, Batch.state == "held")
+    result = await session.execute(
+        sa.update(Campaign)
+        .where(Campaign.id == campaign_id, Campaign.state == "running", ~pending, ~held)
+        .values(state="completed", finished_at=now, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(getattr(result, "rowcount", 0))
+
+
+async def suppressed_among(
+    session: AsyncSession, workspace_id: int, channel: str, addresses: Sequence[str]
+) -> set[str]:
+    """Checked again at send time: a suppression added after planning still stops the message."""
+    if not addresses:
+        return set()
+    rows = await session.scalars(
+        sa.select(Suppression.address).where(
+            Suppression.workspace_id == workspace_id,
+            Suppression.channel.in_((channel, "all")),
+            Suppression.address.in_(set(addresses)),
+        )
+    )
+    return set(rows)
+
+
+async def add_suppressions(
+    session: AsyncSession,
+    workspace_id: int,
+    channel: str,
+    entries: Sequence[tuple[str, str, str]],
+    now: datetime,
+) -> None:
+    """``(address, reason, source)`` rows; an address already suppressed on the channel stays as it was."""
+    if not entries:
+        return
+    dialect = (await session.connection()).dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    await session.execute(
+        insert(Suppression)
+        .on_conflict_do_nothing(index_elements=["workspace_id", "channel", "address"])
+        .values(
+            [
+                {
+                    "workspace_id": workspace_id,
+                    "channel": channel,
+                    "address": a,
+                    "reason": r,
+                    "source": s,
+                    "created_at": now,
+                }
+                for a, r, s in entries
+            ]
+        )
+    )
+
+
+async def add_spent(session: AsyncSession, campaign_id: int, amount: Decimal, *, now: datetime) -> None:
+    if amount:
+        await session.execute(
+            sa.update(Campaign)
+            .where(Campaign.id == campaign_id)
+            .values(spent=Campaign.spent + amount, updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+
+
+async def cap_history(
+    session: AsyncSession, workspace_id: int, channel: str, addresses: Sequence[str], since: datetime
+) -> dict[str, list[tuple[str, datetime]]]:
+    """What the ledger says was sent to these addresses: rebuilds Redis caps after a restart."""
+    rows = await session.execute(
+        sa.select(
+            Message.address, Message.campaign_id, Message.id, Message.sent_at, Message.updated_at
+        ).where(
+            Message.workspace_id == workspace_id,
+            Message.channel == channel,
+            Message.address.in_(set(addresses)),
+            Message.state.in_(("sending", "sent", "delivered")),
+            Message.updated_at >= since,
+        )
+    )
+    found: dict[str, list[tuple[str, datetime]]] = {}
+    for address, campaign_id, message_id, sent_at, updated_at in rows:
+        found.setdefault(address, []).append((f"c{campaign_id}m{message_id}", sent_at or updated_at))
+    return found
