@@ -33,6 +33,8 @@ class Settings:
     worker_job_timeout_s: int = 300
     worker_shutdown_wait_s: int = 20
     queue_name: str = "dispatcher:queue"
+    send_lease_s: int = 120  # a row stays "sending" this long before the sweeper may hand it back
+    queue_lease_s: int = 300  # a claimed row waits this long for its send job before being handed back
     clean_processes: int | None = None  # cleaning processes per worker: None = one per core, 0 = inline
     environment: str = "development"
 
@@ -65,6 +67,8 @@ class Settings:
             worker_job_timeout_s=_int(env, "DISPATCHER_JOB_TIMEOUT", 300),
             worker_shutdown_wait_s=_int(env, "DISPATCHER_SHUTDOWN_WAIT", 20),
             queue_name=env.get("DISPATCHER_QUEUE", "dispatcher:queue"),
+            send_lease_s=_int(env, "DISPATCHER_SEND_LEASE", 120),
+            queue_lease_s=_int(env, "DISPATCHER_QUEUE_LEASE", 300),
             clean_processes=_int(env, "DISPATCHER_CLEAN_PROCESSES", -1)
             if env.get("DISPATCHER_CLEAN_PROCESSES")
             else None,

@@ -15,14 +15,12 @@ from typing import Any
 from dispatcher.logs import get_logger
 from dispatcher.pipeline.context import WorkerResources, queue, resources
 from dispatcher.pipeline.queue import job_id
-from dispatcher.pipeline.sending import LEASE
 from dispatcher.storage import ledger
 from dispatcher.storage.campaigns import Campaign
 
 log = get_logger(__name__)
 CHUNK = 500
 MAX_PER_TICK = 20_000  # per campaign: above the fastest provider we drive, below what one tick can queue
-QUEUED_LEASE = timedelta(minutes=5)
 
 
 async def dispatch_tick(ctx: dict[str, Any]) -> dict[str, int]:
@@ -57,7 +55,7 @@ async def _pump(ctx: dict[str, Any], res: WorkerResources, campaign: Campaign, n
                 now=now,
                 limit=min(CHUNK, limit - total),
                 owner=owner,
-                lease_until=now + QUEUED_LEASE,
+                lease_until=now + timedelta(seconds=res.settings.queue_lease_s),
             )
         if not ids:
             break
@@ -79,6 +77,3 @@ async def sweep_ledger(ctx: dict[str, Any]) -> dict[str, int]:
     if queued or sending:
         log.warning("ledger.leases_released", queued=queued, sending=sending)
     return {"queued": queued, "sending": sending}
-
-
-__all__ = ["LEASE", "dispatch_tick", "sweep_ledger"]

@@ -28,7 +28,6 @@ from dispatcher.storage.campaigns import Campaign
 from dispatcher.storage.ledger import Due, Final, Retry, Sent
 
 log = get_logger(__name__)
-LEASE = timedelta(minutes=2)
 SUPPRESSION_REASON = {"unsubscribed": "stop", "invalid_number": "invalid_number", "not_mobile": "not_mobile"}
 
 
@@ -115,7 +114,7 @@ async def _hand_over(
                 ids=[r.due.id for r in rendered],
                 owner=owner,
                 now=now,
-                lease_until=now + LEASE,
+                lease_until=now + timedelta(seconds=res.settings.send_lease_s),
             )
         )
     rendered[:] = [r for r in rendered if r.due.id in sending]

@@ -24,7 +24,6 @@ from dispatcher.pipeline.context import WorkerResources, attach, resources
 from dispatcher.pipeline.dispatch import dispatch_tick, sweep_ledger
 from dispatcher.pipeline.imports import IMPORT_TIMEOUT_S, run_import, sweep_imports
 from dispatcher.pipeline.maintenance import housekeeping
-from dispatcher.pipeline.planning import PLAN_TIMEOUT_S, plan_campaign
 from dispatcher.pipeline.queue import ensure_safe_policy, redis_settings
 from dispatcher.pipeline.sending import send_chunk
 from dispatcher.settings import Settings
@@ -110,7 +109,6 @@ def build_worker(settings: Settings, redis_url: str, *, burst: bool = False) -> 
             func(housekeeping, name="housekeeping"),
             func(run_import, name="run_import", timeout=IMPORT_TIMEOUT_S, max_tries=1000),
             func(sweep_imports, name="sweep_imports"),
-            func(plan_campaign, name="plan_campaign", timeout=PLAN_TIMEOUT_S, max_tries=1000),
             func(send_chunk, name="send_chunk", max_tries=1000),
             func(dispatch_tick, name="dispatch_tick"),
             func(sweep_ledger, name="sweep_ledger"),

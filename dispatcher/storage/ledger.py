@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -22,6 +22,8 @@ from dispatcher.storage.campaigns import Batch, Campaign, Message
 from dispatcher.storage.contacts import Contact, Suppression
 
 ACTIVE_STATES = ("planned", "queued", "sending")
+# Core table for executemany UPDATEs (the ORM would turn a parameter list into a bulk-by-primary-key update)
+_T = cast(sa.Table, Message.__table__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,23 +180,22 @@ async def mark_sent(
     if not rows:
         return
     await session.execute(
-        sa.update(Message)
-        .where(Message.id == sa.bindparam("mid"), Message.state == "sending", Message.lease_owner == owner)
+        sa.update(_T)
+        .where(_T.c.id == sa.bindparam("mid"), _T.c.state == "sending", _T.c.lease_owner == owner)
         .values(
             state="sent",
             provider_id=provider_id,
             provider_message_id=sa.bindparam("pmid"),
             segments=sa.bindparam("segs"),
             cost=sa.bindparam("cost"),
-            possible_duplicate=Message.possible_duplicate | sa.bindparam("dup", type_=sa.Boolean),
+            possible_duplicate=_T.c.possible_duplicate | sa.bindparam("dup", type_=sa.Boolean),
             sent_at=now,
             lease_owner=None,
             lease_until=None,
             error_code=None,
             error_detail=None,
             updated_at=now,
-        )
-        .execution_options(synchronize_session=False),
+        ),
         [
             {
                 "mid": r.id,
@@ -215,19 +216,18 @@ async def retry_later(
     if not rows:
         return
     await session.execute(
-        sa.update(Message)
-        .where(Message.id == sa.bindparam("mid"), Message.state == from_state, Message.lease_owner == owner)
+        sa.update(_T)
+        .where(_T.c.id == sa.bindparam("mid"), _T.c.state == from_state, _T.c.lease_owner == owner)
         .values(
             state="planned",
             not_before=sa.bindparam("nb"),
             error_code=sa.bindparam("code"),
             error_detail=sa.bindparam("detail"),
-            possible_duplicate=Message.possible_duplicate | sa.bindparam("dup", type_=sa.Boolean),
+            possible_duplicate=_T.c.possible_duplicate | sa.bindparam("dup", type_=sa.Boolean),
             lease_owner=None,
             lease_until=None,
             updated_at=now,
-        )
-        .execution_options(synchronize_session=False),
+        ),
         [
             {
                 "mid": r.id,
@@ -247,8 +247,8 @@ async def finish(
     if not rows:
         return
     await session.execute(
-        sa.update(Message)
-        .where(Message.id == sa.bindparam("mid"), Message.state == from_state, Message.lease_owner == owner)
+        sa.update(_T)
+        .where(_T.c.id == sa.bindparam("mid"), _T.c.state == from_state, _T.c.lease_owner == owner)
         .values(
             state=sa.bindparam("st"),
             error_code=sa.bindparam("code"),
@@ -257,8 +257,7 @@ async def finish(
             lease_owner=None,
             lease_until=None,
             updated_at=now,
-        )
-        .execution_options(synchronize_session=False),
+        ),
         [{"mid": r.id, "st": r.state, "code": r.error_code, "detail": r.error_detail} for r in rows],
     )
 
