@@ -78,6 +78,7 @@ def test_only_the_cli_reads_the_environment() -> None:
     offenders = [
         str(p.relative_to(PACKAGE))
         for p in SOURCES
-        if ("os.environ" in p.read_text() or "getenv(" in p.read_text()) and _layer(p) not in {"cli", "cli_tools", "demo"}
+        if ("os.environ" in p.read_text() or "getenv(" in p.read_text())
+        and _layer(p) not in {"cli", "cli_tools", "demo"}
     ]
     assert offenders == []

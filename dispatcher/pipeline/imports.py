@@ -13,11 +13,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from dispatcher.core.cleaning import FileDeduper
-from dispatcher.core.csvinput import CsvStream, ParsedRow
 from dispatcher.errors import CsvFormatError
 from dispatcher.logs import get_logger
-from dispatcher.pipeline.cleaner import CleanedBatch, CleanOptions, ParallelCleaner, batched
+from dispatcher.pipeline.cleaner import (
+    Block,
+    CleanOptions,
+    DigestDeduper,
+    ParallelCleaner,
+    RecordCutter,
+    StagedBlock,
+    StageTarget,
+)
 from dispatcher.pipeline.context import WorkerResources, queue, resources
 from dispatcher.pipeline.queue import job_id
 from dispatcher.storage import imports as store
@@ -71,53 +77,46 @@ def _options(job: ContactImport) -> CleanOptions:
 
 async def _stage_file(res: WorkerResources, job: ContactImport) -> Tally:
     tally = Tally()
-    stream = CsvStream()
-    deduper = FileDeduper()
-    cleaner = _cleaner(res)
+    cutter = RecordCutter()
+    deduper = DigestDeduper()
+    target = StageTarget(import_id=job.id, copy=res.engine.dialect.name == "postgresql")
 
-    async def parsed() -> AsyncIterator[list[ParsedRow]]:
+    async def blocks() -> AsyncIterator[Block]:
         async with res.sessions() as session:
             seqs = await store.chunk_seqs(session, job.id)
         for seq in seqs:
             async with res.sessions() as session:
                 chunk = await store.get_chunk(session, job.id, seq)
             tally.bytes_done += len(chunk)
-            for batch in batched(stream.feed(chunk)):
-                yield batch
-        for batch in batched(stream.close()):
-            yield batch
+            for block in cutter.feed(chunk):
+                yield block
+        for block in cutter.close():
+            yield block
 
-    async for rows, cleaned in cleaner.clean(parsed(), _options(job)):
-        await _write_batch(res, job, rows, cleaned, deduper, tally)
+    async for _, staged in _cleaner(res).stage(blocks(), _options(job), target):
+        await _write_block(res, staged, deduper, tally)
         if time.monotonic() - tally.last_saved > PROGRESS_EVERY_S:
-            await _save_progress(res, job, tally, header=stream.header)
-    await _save_progress(res, job, tally, header=stream.header)
+            await _save_progress(res, job, tally, header=cutter.header)
+    await _save_progress(res, job, tally, header=cutter.header)
     return tally
 
 
-async def _write_batch(
-    res: WorkerResources,
-    job: ContactImport,
-    rows: list[ParsedRow],
-    cleaned: CleanedBatch,
-    deduper: FileDeduper,
-    tally: Tally,
+async def _write_block(
+    res: WorkerResources, block: StagedBlock, deduper: DigestDeduper, tally: Tally
 ) -> None:
-    staged = []
-    for accepted in cleaned.accepted:
-        if deduper.seen(accepted[1]):
-            tally.duplicate += 1
-            tally.reasons["duplicate_in_file"] += 1
-        else:
-            staged.append((job.id, *accepted))
-    for _, reason, _ in cleaned.rejected:
-        tally.reasons[reason] += 1
-    tally.rows += len(rows)
-    tally.rejected += len(cleaned.rejected)
-    tally.staged += len(staged)
+    seen = deduper.seen_digest
+    kept = [row for row, digest in zip(block.staged, block.digests, strict=True) if not seen(digest)]
+    duplicates = len(block.staged) - len(kept)
+    if duplicates:
+        tally.duplicate += duplicates
+        tally.reasons["duplicate_in_file"] += duplicates
+    tally.reasons.update(block.reasons)
+    tally.rows += block.rows
+    tally.rejected += len(block.rejects)
+    tally.staged += len(kept)
     async with res.sessions.begin() as session:
-        await store.stage(session, staged)
-        await store.add_rejects(session, job.id, cleaned.rejected)
+        await store.stage(session, kept)
+        await store.add_rejects(session, block.rejects)
 
 
 async def _save_progress(
@@ -141,23 +140,35 @@ async def _save_progress(
 
 
 async def _publish(res: WorkerResources, job: ContactImport, tally: Tally) -> dict[str, Any]:
+    """Publish and mark completed in one transaction: a crash between the two would otherwise re-run an
+    import whose contacts are already on the list, and report them all as duplicates."""
     now = datetime.now(UTC)
     consent = job.consent_source
     if job.dry_run:
         async with res.sessions() as session, session.begin() as tx:
             counts = await store.publish(session, job, now=now, consent_source=consent)
             await tx.rollback()  # a dry run reports exactly what a real run would do, then writes nothing
-        async with res.sessions.begin() as session:
+    async with res.sessions.begin() as session:
+        if job.dry_run:
             await store.reset_staging_rows(session, job.id)
-    else:
-        async with res.sessions.begin() as session:
+        else:
             counts = await store.publish(session, job, now=now, consent_source=consent)
+        final = _final_counts(tally, counts)
+        await store.save_progress(
+            session, job.id, state="completed", finished_at=now, heartbeat_at=now, **final
+        )
+        await store.drop_chunks(session, job.id)
+    log.info("import.completed", import_id=job.id, rows=tally.rows, accepted=counts.accepted)
+    return final
+
+
+def _final_counts(tally: Tally, counts: store.PublishCounts) -> dict[str, Any]:
     reasons = dict(tally.reasons)
     if counts.duplicate_on_list:
         reasons["duplicate_on_list"] = counts.duplicate_on_list
     if counts.suppressed:
         reasons["suppressed"] = counts.suppressed
-    final = {
+    return {
         "rows_done": tally.rows,
         "accepted": counts.accepted,
         "rejected": tally.rejected,
@@ -165,13 +176,6 @@ async def _publish(res: WorkerResources, job: ContactImport, tally: Tally) -> di
         "suppressed": counts.suppressed,
         "reasons": reasons,
     }
-    async with res.sessions.begin() as session:
-        await store.save_progress(
-            session, job.id, state="completed", finished_at=now, heartbeat_at=now, **final
-        )
-        await store.drop_chunks(session, job.id)
-    log.info("import.completed", import_id=job.id, rows=tally.rows, accepted=counts.accepted)
-    return final
 
 
 async def _finish_failed(res: WorkerResources, job: ContactImport, message: str) -> None:

@@ -24,6 +24,7 @@ from dispatcher.pipeline.context import WorkerResources, attach, resources
 from dispatcher.pipeline.dispatch import dispatch_tick, sweep_ledger
 from dispatcher.pipeline.imports import IMPORT_TIMEOUT_S, run_import, sweep_imports
 from dispatcher.pipeline.maintenance import housekeeping
+from dispatcher.pipeline.planning import PLAN_TIMEOUT_S, plan_campaign, release_pilots, sweep_planning
 from dispatcher.pipeline.queue import ensure_safe_policy, redis_settings
 from dispatcher.pipeline.sending import send_chunk
 from dispatcher.settings import Settings
@@ -100,6 +101,8 @@ CRON_JOBS = [
     cron(sweep_imports, name="cron:sweep_imports", second=30, unique=True),
     cron(dispatch_tick, name="cron:dispatch_tick", second=set(range(60)), unique=True, timeout=60),
     cron(sweep_ledger, name="cron:sweep_ledger", second={5, 20, 35, 50}, unique=True),
+    cron(release_pilots, name="cron:release_pilots", second={10, 40}, unique=True),
+    cron(sweep_planning, name="cron:sweep_planning", second=45, unique=True),
 ]
 
 
@@ -109,6 +112,9 @@ def build_worker(settings: Settings, redis_url: str, *, burst: bool = False) -> 
             func(housekeeping, name="housekeeping"),
             func(run_import, name="run_import", timeout=IMPORT_TIMEOUT_S, max_tries=1000),
             func(sweep_imports, name="sweep_imports"),
+            func(plan_campaign, name="plan_campaign", timeout=PLAN_TIMEOUT_S, max_tries=1000),
+            func(release_pilots, name="release_pilots"),
+            func(sweep_planning, name="sweep_planning"),
             func(send_chunk, name="send_chunk", max_tries=1000),
             func(dispatch_tick, name="dispatch_tick"),
             func(sweep_ledger, name="sweep_ledger"),

@@ -30,10 +30,13 @@ class Campaign(WorkspaceOwned, Base):
     schedule: Mapped[dict[str, Any]] = mapped_column(default=dict)  # windows, allowed hours, start/end
     limits: Mapped[dict[str, Any]] = mapped_column(default=dict)  # caps, throughput, bounce threshold
     pilot_percent: Mapped[int | None]
+    pilot_delay_minutes: Mapped[int | None]  # release the rest this long after the pilot's first send
     pilot_release_at: Mapped[datetime | None]
     budget: Mapped[Decimal | None] = mapped_column(Money)
     spent: Mapped[Decimal] = mapped_column(Money, default=Decimal(0))
     duplicate_policy: Mapped[str] = mapped_column(sa.String(16), default="never")  # never | resend
+    audience_max_id: Mapped[int | None] = mapped_column(BigId)  # frozen at start: later contacts stay out
+    excluded: Mapped[int] = mapped_column(default=0)  # audience members with no usable address
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
@@ -49,7 +52,7 @@ class Batch(WorkspaceOwned, Base):
     seq: Mapped[int]
     code: Mapped[str] = mapped_column(sa.String(32), unique=True)
     kind: Mapped[str] = mapped_column(sa.String(16), default="main")  # pilot | main | resend
-    state: Mapped[str] = mapped_column(sa.String(16), default="planned")
+    state: Mapped[str] = mapped_column(sa.String(16), default="planned")  # held | released
     size: Mapped[int] = mapped_column(default=0)
     release_at: Mapped[datetime | None]
 

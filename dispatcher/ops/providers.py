@@ -1,0 +1,95 @@
+"""Provider accounts: where a campaign's messages go out, and what each costs.
+
+Secrets in ``config`` (``auth_token``) are write-only: stored, used by the channel, never returned
+(:func:`public_config` shows ``auth_token_set`` instead). An update that leaves the secret out keeps it.
+A provider that a campaign still points at cannot be deleted: disable it instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, Final
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from dispatcher.core.lifecycle import ACTIVE_STATES
+from dispatcher.errors import ConflictError, InputError, NotFoundError
+from dispatcher.storage import providers as store
+from dispatcher.storage.content import Provider
+
+SECRET_KEYS: Final = ("auth_token",)
+CHANNEL_OF_KIND: Final = {"twilio_http": "sms"}
+
+
+def public_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    shown = {k: v for k, v in config.items() if k not in SECRET_KEYS}
+    for key in SECRET_KEYS:
+        shown[f"{key}_set"] = bool(config.get(key))
+    return shown
+
+
+def _check_kind(kind: str, channel: str) -> None:
+    expected = CHANNEL_OF_KIND.get(kind)
+    if expected is None:
+        raise InputError(f"unknown provider kind {kind!r}", details=[{"field": "kind"}])
+    if expected != channel:
+        message = f"a {kind} provider sends {expected}, not {channel}"
+        raise InputError(message, details=[{"field": "channel", "message": message}])
+
+
+async def get_provider(session: AsyncSession, workspace_id: int, provider_id: int) -> Provider:
+    found = await store.get_provider(session, workspace_id, provider_id)
+    if found is None:
+        raise NotFoundError(f"provider {provider_id} not found")
+    return found
+
+
+async def create_provider(
+    session: AsyncSession, workspace_id: int, values: Mapping[str, Any], *, now: datetime
+) -> Provider:
+    _check_kind(values["kind"], values["channel"])
+    if not values["config"].get("auth_token"):
+        message = "auth_token is required for a new provider"
+        raise InputError(message, details=[{"field": "config.auth_token", "message": message}])
+    return await store.add_provider(session, workspace_id=workspace_id, now=now, **values)
+
+
+async def update_provider(
+    session: AsyncSession, workspace_id: int, provider_id: int, changes: Mapping[str, Any]
+) -> Provider:
+    provider = await get_provider(session, workspace_id, provider_id)
+    merged = dict(changes)
+    if "config" in merged:
+        config = dict(merged["config"])
+        for key in SECRET_KEYS:
+            if not config.get(key) and provider.config.get(key):
+                config[key] = provider.config[key]  # left out of the update: kept
+        merged["config"] = config
+    _check_kind(merged.get("kind", provider.kind), merged.get("channel", provider.channel))
+    changes_channel = "channel" in merged and merged["channel"] != provider.channel
+    if changes_channel and await store.campaigns_using(session, workspace_id, provider_id):
+        raise ConflictError(f"provider {provider_id} is used by campaigns: its channel cannot change")
+    if "name" in merged and await store.name_in_use(
+        session, workspace_id, merged["name"], exclude_id=provider_id
+    ):
+        raise ConflictError(f"a provider named {merged['name']!r} already exists")
+    return await store.update_provider(session, provider, merged)
+
+
+async def delete_provider(session: AsyncSession, workspace_id: int, provider_id: int) -> None:
+    await get_provider(session, workspace_id, provider_id)
+    active = await store.campaigns_using(session, workspace_id, provider_id, ACTIVE_STATES)
+    if active:
+        cid, state = active[0]
+        raise ConflictError(
+            f"provider {provider_id} is used by campaign {cid}, which is {state}; cancel it first"
+        )
+    others = await store.campaigns_using(session, workspace_id, provider_id)
+    if others:
+        cid, state = others[0]
+        raise ConflictError(
+            f"provider {provider_id} is named by campaign {cid} ({state}); disable it (enabled=false) instead"
+        )
+    if not await store.delete_provider(session, workspace_id, provider_id):
+        raise NotFoundError(f"provider {provider_id} not found")
