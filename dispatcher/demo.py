@@ -21,6 +21,9 @@ import aiohttp
 from aiohttp import web
 
 from dispatcher.api.app import create_app
+from dispatcher.channels.fake_sms import start_fake_sms
+from dispatcher.channels.fake_sms_store import FakeSmsConfig
+from dispatcher.demo_campaign import run_campaign, stub_stats
 from dispatcher.embedded import ensure_embedded_redis
 from dispatcher.ops.auth import create_key
 from dispatcher.settings import Settings, default_sqlite_url
@@ -78,8 +81,25 @@ async def _run(settings: Settings, stack: AsyncExitStack) -> None:
     worker = await _start_worker(settings)
     stack.push_async_callback(_stop_worker, worker)
     say(f"4. worker    arq worker process pid {worker.pid}")
+    config = FakeSmsConfig(seed=7, delivery_rate=0.97, response_latency=0.002)
+    stub_runner, stub_url = await start_fake_sms(config)
+    stack.push_async_callback(stub_runner.cleanup)
+    say(f"5. sms       local SMS provider stand-in (Twilio-style API) at {stub_url}")
     http = await stack.enter_async_context(aiohttp.ClientSession(base_url=f"http://127.0.0.1:{port}"))
-    await _exercise(http, admin, other, worker)
+    list_id = await _exercise(http, admin, other, worker)
+
+    async def call(method: str, path: str, key: str | None = None, expect: int = 200, **kw: Any) -> Any:
+        return await _call(http, method, path, key, expect, **kw)
+
+    final = await run_campaign(call, say, admin, list_id, stub_url, config.account_sid, config.auth_token)
+    stats = await stub_stats(stub_url)
+    sent = final["progress"]["sent"]
+    say(
+        f"   provider received {stats['messages']} messages for {stats['unique_recipients']} recipients "
+        f"({stats['recipients_with_duplicates']} recipients twice); ledger says {sent} sent"
+    )
+    if final["state"] != "completed" or stats["messages"] != sent or stats["recipients_with_duplicates"]:
+        raise DemoFailed("campaign did not hand every message over exactly once")
 
 
 async def _keys(settings: Settings) -> tuple[str, str]:
@@ -140,7 +160,7 @@ async def _call(
 
 async def _exercise(
     http: aiohttp.ClientSession, admin: str, other: str, worker: asyncio.subprocess.Process
-) -> None:
+) -> int:
     say("\n-- talking to the API --")
     ready = await _wait_ready(http, worker)
     say(
@@ -182,6 +202,7 @@ async def _exercise(
     metrics = await _call(http, "GET", "/metrics")
     count = sum(1 for line in metrics.splitlines() if line.startswith("dispatcher_http_requests_total"))
     say(f"GET  /metrics           {count} request counters exported")
+    return int(first["id"])
 
 
 SAMPLE = Path(__file__).resolve().parent / "samples" / "contacts.csv"
