@@ -17,7 +17,6 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from dispatcher.pipeline.limits import CapRequest, FrequencyCaps, RateLimiter
 from dispatcher.pipeline.runtime import CampaignRuntime
 from dispatcher.storage import ledger
-from dispatcher.storage.campaigns import Campaign
 from dispatcher.storage.ledger import Due, Final, Retry
 
 CAP_HORIZON = timedelta(days=32)
@@ -35,15 +34,12 @@ async def run_gates(
     redis: Any,
     sessions: async_sessionmaker[AsyncSession],
     runtime: CampaignRuntime,
-    campaign: Campaign,
     rows: Sequence[Due],
+    blocked: set[str],
     now: datetime,
 ) -> Gate:
+    """``blocked``: the rows' suppressed addresses, read by the caller in the same session as the rows."""
     gate = Gate()
-    async with sessions() as session:
-        blocked = await ledger.suppressed_among(
-            session, runtime.workspace_id, runtime.channel, [r.address for r in rows]
-        )
     for due in rows:
         if due.address in blocked:
             gate.finals.append(Final(due.id, "suppressed", "suppressed", None))

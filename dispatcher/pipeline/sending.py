@@ -56,13 +56,16 @@ async def send_chunk(ctx: dict[str, Any], campaign_id: int, owner: str, ids: lis
         if campaign is None or not rows:
             return {"skipped": len(ids)}
         runtime = await _runtime(res, session, campaign, now)
+        blocked = await ledger.suppressed_among(
+            session, runtime.workspace_id, runtime.channel, [r.address for r in rows]
+        )
     if campaign.state != "running":  # paused or cancelled after the claim: hand the rows back untouched
-        await _write_queued(res, owner, now, Gate(retries=[Retry(r.id, now, "paused", None) for r in rows]))
+        gate = Gate(retries=[Retry(r.id, now, "paused", None) for r in rows])
+        await _hand_over(res, runtime, owner, [], gate, now)
         return {"handed_back": len(rows)}
-    gate = await run_gates(queue(ctx), res.sessions, runtime, campaign, rows, now)
+    gate = await run_gates(queue(ctx), res.sessions, runtime, rows, blocked, now)
     rendered = _render_all(runtime, gate)
-    await _write_queued(res, owner, now, gate)
-    outcomes = await _hand_over(res, runtime, owner, rendered, now)
+    outcomes = await _hand_over(res, runtime, owner, rendered, gate, now)
     writes = await _classify(queue(ctx), runtime, rendered, outcomes, datetime.now(UTC))
     await _write_results(res, runtime, owner, writes)
     return {
@@ -95,18 +98,21 @@ def _render_all(runtime: CampaignRuntime, gate: Gate) -> list[Rendered]:
     return out
 
 
-async def _write_queued(res: WorkerResources, owner: str, now: datetime, gate: Gate) -> None:
+async def _hand_over(
+    res: WorkerResources,
+    runtime: CampaignRuntime,
+    owner: str,
+    rendered: list[Rendered],
+    gate: Gate,
+    now: datetime,
+) -> list[SendOutcome]:
+    """One transaction settles the rows the gates stopped and marks the rest ``sending`` (the write before
+    the call: the ambiguity window opens); then the provider gets the batch."""
     async with res.sessions.begin() as session:
         await ledger.finish(session, gate.finals, owner=owner, from_state="queued", now=now)
         await ledger.retry_later(session, gate.retries, owner=owner, from_state="queued", now=now)
-
-
-async def _hand_over(
-    res: WorkerResources, runtime: CampaignRuntime, owner: str, rendered: list[Rendered], now: datetime
-) -> list[SendOutcome]:
-    if not rendered:
-        return []
-    async with res.sessions.begin() as session:  # the write before the call: the ambiguity window opens
+        if not rendered:
+            return []
         sending = set(
             await ledger.mark_sending(
                 session,

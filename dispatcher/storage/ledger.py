@@ -24,6 +24,29 @@ from dispatcher.storage.contacts import Contact, Suppression
 ACTIVE_STATES = ("planned", "queued", "sending")
 # Core table for executemany UPDATEs (the ORM would turn a parameter list into a bulk-by-primary-key update)
 _T = cast(sa.Table, Message.__table__)
+# PostgreSQL writes a whole chunk's results in one statement: one array per column, unnested and joined on id
+_MARK_SENT_PG = sa.text(
+    """
+    UPDATE messages AS m SET state = 'sent', provider_id = :provider_id, provider_message_id = v.pmid,
+        segments = v.segs, cost = v.cost, possible_duplicate = m.possible_duplicate OR v.dup, sent_at = :now,
+        lease_owner = NULL, lease_until = NULL, error_code = NULL, error_detail = NULL, updated_at = :now
+    FROM unnest(CAST(:ids AS BIGINT[]), CAST(:pmids AS VARCHAR[]), CAST(:segs AS INTEGER[]),
+                CAST(:costs AS NUMERIC[]), CAST(:dups AS BOOLEAN[])) AS v(id, pmid, segs, cost, dup)
+    WHERE m.id = v.id AND m.state = 'sending' AND m.lease_owner = :owner
+    """
+)
+
+
+def _is_pg(session: AsyncSession) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+def _among(session: AsyncSession, column: Any, values: Sequence[Any], item: Any) -> Any:
+    """``column IN values``: one array parameter on PostgreSQL (no per-value placeholders to compile and
+    send), an expanding IN elsewhere."""
+    if _is_pg(session):
+        return column == sa.any_(sa.literal(list(values), postgresql.ARRAY(item)))
+    return column.in_(values)
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +142,11 @@ async def load_leased(session: AsyncSession, ids: Sequence[int], owner: str) -> 
             Contact.time_zones,
         )
         .join(Contact, Contact.id == Message.contact_id)
-        .where(Message.id.in_(ids), Message.state == "queued", Message.lease_owner == owner)
+        .where(
+            _among(session, Message.id, ids, sa.BigInteger),
+            Message.state == "queued",
+            Message.lease_owner == owner,
+        )
         .order_by(Message.id)
     )
     return [_due(row) for row in rows]
@@ -160,7 +187,11 @@ async def mark_sending(
     key = sa.literal(f"dsp-{campaign_id}-") + sa.cast(Message.id, sa.String)
     result = await session.execute(
         sa.update(Message)
-        .where(Message.id.in_(ids), Message.state == "queued", Message.lease_owner == owner)
+        .where(
+            _among(session, Message.id, ids, sa.BigInteger),
+            Message.state == "queued",
+            Message.lease_owner == owner,
+        )
         .values(
             state="sending",
             attempts=Message.attempts + 1,
@@ -178,6 +209,21 @@ async def mark_sent(
     session: AsyncSession, rows: Sequence[Sent], *, owner: str, provider_id: int, now: datetime
 ) -> None:
     if not rows:
+        return
+    if _is_pg(session):
+        await session.execute(
+            _MARK_SENT_PG,
+            {
+                "ids": [r.id for r in rows],
+                "pmids": [r.provider_message_id for r in rows],
+                "segs": [r.segments for r in rows],
+                "costs": [r.cost for r in rows],
+                "dups": [r.possible_duplicate for r in rows],
+                "provider_id": provider_id,
+                "owner": owner,
+                "now": now,
+            },
+        )
         return
     await session.execute(
         sa.update(_T)
@@ -325,7 +371,7 @@ async def suppressed_among(
         sa.select(Suppression.address).where(
             Suppression.workspace_id == workspace_id,
             Suppression.channel.in_((channel, "all")),
-            Suppression.address.in_(set(addresses)),
+            _among(session, Suppression.address, sorted(set(addresses)), sa.String),
         )
     )
     return set(rows)
@@ -382,7 +428,7 @@ async def cap_history(
         ).where(
             Message.workspace_id == workspace_id,
             Message.channel == channel,
-            Message.address.in_(set(addresses)),
+            _among(session, Message.address, sorted(set(addresses)), sa.String),
             Message.state.in_(("sending", "sent", "delivered")),
             Message.updated_at >= since,
         )
