@@ -16,7 +16,9 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    op.create_index("ix_messages_workspace_channel_address", "messages", ["workspace_id", "channel", "address"])
+    op.create_index(
+        "ix_messages_workspace_channel_address", "messages", ["workspace_id", "channel", "address"]
+    )
 
 
 def downgrade() -> None:

@@ -11,7 +11,7 @@ from typing import Any, NewType
 
 from dispatcher.core.cleaning_fields import EmailResult, PhoneResult, Rejection
 
-__all__ = ["Buckets", "CleanContact", "DedupeKey", "FieldWarning", "FileDeduper"]
+__all__ = ["Buckets", "CleanContact", "DedupeKey", "FieldWarning", "FileDeduper", "key_digest"]
 
 DedupeKey = NewType("DedupeKey", str)
 
@@ -55,6 +55,11 @@ class CleanContact:
         return DedupeKey(self.email.normalized.casefold())
 
 
+def key_digest(key: str) -> int:
+    """The 8-byte digest :class:`FileDeduper` keeps for a dedupe key (never 0: 0 marks an empty slot)."""
+    return int.from_bytes(blake2b(key.encode(), digest_size=8).digest(), "little") or 1
+
+
 class FileDeduper:
     """Remembers the keys of one file in 11-22 bytes each (vs ~100 for a set of strings).
 
@@ -80,7 +85,10 @@ class FileDeduper:
 
     def seen(self, key: str) -> bool:
         """True if ``key`` came before; otherwise remember it and return False."""
-        digest = int.from_bytes(blake2b(key.encode(), digest_size=8).digest(), "little") or 1
+        return self.seen_digest(key_digest(key))
+
+    def seen_digest(self, digest: int) -> bool:
+        """:meth:`seen` for a digest computed elsewhere (cleaning children), so the caller hashes nothing."""
         table, mask = self._table, self._mask
         slot = digest & mask
         while (current := table[slot]) != 0:

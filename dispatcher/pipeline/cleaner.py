@@ -19,10 +19,10 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-from hashlib import blake2b
 from typing import Any, NamedTuple, TypeVar
 
-from dispatcher.core.cleaning import CleanContact, CleaningCache, FileDeduper, Rejection, classify_row
+from dispatcher.core.cleaning import CleanContact, CleaningCache, Rejection, classify_row
+from dispatcher.core.cleaning_tally import key_digest
 from dispatcher.core.csvdecode import Dialect, StreamDecoder, sniff_dialect
 from dispatcher.core.csvinput import MAX_RECORD_CHARS, CsvStream, ParsedRow, _ends_in_quotes
 from dispatcher.storage.imports import encode_reject, encode_staged
@@ -146,30 +146,6 @@ class StagedBlock:
     digests: array[int]  # their dedupe keys' digests (see :func:`key_digest`), same order
     rejects: list[Any]  # encoded for the database
     reasons: dict[str, int] = field(default_factory=dict)
-
-
-def key_digest(key: str) -> int:
-    """The 8-byte digest :class:`FileDeduper` keeps; computed in the children, probed in the parent."""
-    return int.from_bytes(blake2b(key.encode(), digest_size=8).digest(), "little") or 1
-
-
-class DigestDeduper(FileDeduper):
-    """:class:`FileDeduper` fed digests computed elsewhere, so the parent does no hashing per row."""
-
-    __slots__ = ()
-
-    def seen_digest(self, digest: int) -> bool:
-        table, mask = self._table, self._mask
-        slot = digest & mask
-        while (current := table[slot]) != 0:
-            if current == digest:
-                return True
-            slot = (slot + 1) & mask
-        table[slot] = digest
-        self._count += 1
-        if self._count > (mask + 1) * self._MAX_LOAD:
-            self._grow()
-        return False
 
 
 def stage_block(block: Block, options: CleanOptions, target: StageTarget) -> StagedBlock:

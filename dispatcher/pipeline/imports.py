@@ -13,12 +13,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from dispatcher.core.cleaning import FileDeduper
 from dispatcher.errors import CsvFormatError
 from dispatcher.logs import get_logger
 from dispatcher.pipeline.cleaner import (
     Block,
     CleanOptions,
-    DigestDeduper,
     ParallelCleaner,
     RecordCutter,
     StagedBlock,
@@ -78,7 +78,7 @@ def _options(job: ContactImport) -> CleanOptions:
 async def _stage_file(res: WorkerResources, job: ContactImport) -> Tally:
     tally = Tally()
     cutter = RecordCutter()
-    deduper = DigestDeduper()
+    deduper = FileDeduper()
     target = StageTarget(import_id=job.id, copy=res.engine.dialect.name == "postgresql")
 
     async def blocks() -> AsyncIterator[Block]:
@@ -101,9 +101,7 @@ async def _stage_file(res: WorkerResources, job: ContactImport) -> Tally:
     return tally
 
 
-async def _write_block(
-    res: WorkerResources, block: StagedBlock, deduper: DigestDeduper, tally: Tally
-) -> None:
+async def _write_block(res: WorkerResources, block: StagedBlock, deduper: FileDeduper, tally: Tally) -> None:
     seen = deduper.seen_digest
     kept = [row for row, digest in zip(block.staged, block.digests, strict=True) if not seen(digest)]
     duplicates = len(block.staged) - len(kept)

@@ -14,10 +14,10 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatcher.errors import ConflictError
+from dispatcher.storage.base import insert_ignoring_duplicates
 from dispatcher.storage.campaigns import Batch, Campaign, Message
 from dispatcher.storage.contacts import Contact
 
@@ -96,10 +96,6 @@ async def set_fields(session: AsyncSession, campaign_id: int, **values: Any) -> 
     )
 
 
-def _insert(session: AsyncSession) -> Any:
-    return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-
-
 async def ensure_batches(
     session: AsyncSession, campaign: Campaign, specs: Sequence[Mapping[str, Any]], *, now: datetime
 ) -> dict[int, int]:
@@ -110,7 +106,7 @@ async def ensure_batches(
              "size": 0, "created_at": now, **spec}
             for spec in specs
         ]  # fmt: skip
-        insert = _insert(session)(Batch).on_conflict_do_nothing(index_elements=["campaign_id", "seq"])
+        insert = insert_ignoring_duplicates(session, Batch, ["campaign_id", "seq"])
         await session.execute(insert, rows)
     found = await session.execute(
         sa.select(Batch.seq, Batch.id).where(Batch.campaign_id == campaign.id).order_by(Batch.seq)

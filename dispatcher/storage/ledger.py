@@ -15,9 +15,10 @@ from decimal import Decimal
 from typing import Any, cast
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from dispatcher.storage.base import insert_ignoring_duplicates
 from dispatcher.storage.campaigns import Batch, Campaign, Message
 from dispatcher.storage.contacts import Contact, Suppression
 
@@ -225,24 +226,9 @@ async def mark_sent(
             },
         )
         return
-    await session.execute(
-        sa.update(_T)
-        .where(_T.c.id == sa.bindparam("mid"), _T.c.state == "sending", _T.c.lease_owner == owner)
-        .values(
-            state="sent",
-            provider_id=provider_id,
-            provider_message_id=sa.bindparam("pmid"),
-            segments=sa.bindparam("segs"),
-            cost=sa.bindparam("cost"),
-            possible_duplicate=_T.c.possible_duplicate | sa.bindparam("dup", type_=sa.Boolean),
-            sent_at=now,
-            lease_owner=None,
-            lease_until=None,
-            error_code=None,
-            error_detail=None,
-            updated_at=now,
-        ),
-        [
+    await _update_leased(
+        session,
+        rows=[
             {
                 "mid": r.id,
                 "pmid": r.provider_message_id,
@@ -252,6 +238,18 @@ async def mark_sent(
             }
             for r in rows
         ],
+        owner=owner,
+        from_state="sending",
+        now=now,
+        state="sent",
+        provider_id=provider_id,
+        provider_message_id=sa.bindparam("pmid"),
+        segments=sa.bindparam("segs"),
+        cost=sa.bindparam("cost"),
+        possible_duplicate=_T.c.possible_duplicate | sa.bindparam("dup", type_=sa.Boolean),
+        sent_at=now,
+        error_code=None,
+        error_detail=None,
     )
 
 
@@ -259,22 +257,9 @@ async def retry_later(
     session: AsyncSession, rows: Sequence[Retry], *, owner: str, from_state: str, now: datetime
 ) -> None:
     """Back to planned for another attempt (transient failure, throttling, window closed, paused)."""
-    if not rows:
-        return
-    await session.execute(
-        sa.update(_T)
-        .where(_T.c.id == sa.bindparam("mid"), _T.c.state == from_state, _T.c.lease_owner == owner)
-        .values(
-            state="planned",
-            not_before=sa.bindparam("nb"),
-            error_code=sa.bindparam("code"),
-            error_detail=sa.bindparam("detail"),
-            possible_duplicate=_T.c.possible_duplicate | sa.bindparam("dup", type_=sa.Boolean),
-            lease_owner=None,
-            lease_until=None,
-            updated_at=now,
-        ),
-        [
+    await _update_leased(
+        session,
+        rows=[
             {
                 "mid": r.id,
                 "nb": r.not_before,
@@ -284,27 +269,51 @@ async def retry_later(
             }
             for r in rows
         ],
+        owner=owner,
+        from_state=from_state,
+        now=now,
+        state="planned",
+        not_before=sa.bindparam("nb"),
+        error_code=sa.bindparam("code"),
+        error_detail=sa.bindparam("detail"),
+        possible_duplicate=_T.c.possible_duplicate | sa.bindparam("dup", type_=sa.Boolean),
     )
 
 
 async def finish(
     session: AsyncSession, rows: Sequence[Final], *, owner: str, from_state: str, now: datetime
 ) -> None:
+    await _update_leased(
+        session,
+        rows=[{"mid": r.id, "st": r.state, "code": r.error_code, "detail": r.error_detail} for r in rows],
+        owner=owner,
+        from_state=from_state,
+        now=now,
+        state=sa.bindparam("st"),
+        error_code=sa.bindparam("code"),
+        error_detail=sa.bindparam("detail"),
+        finished_at=now,
+    )
+
+
+async def _update_leased(
+    session: AsyncSession,
+    *,
+    rows: list[dict[str, Any]],
+    owner: str,
+    from_state: str,
+    now: datetime,
+    **values: Any,
+) -> None:
+    """One executemany UPDATE of rows (``mid`` = id) still in ``from_state`` and leased to ``owner``; the
+    lease is released with it. A row that moved on (sweeper, newer job) does not match and stays as it is."""
     if not rows:
         return
     await session.execute(
         sa.update(_T)
         .where(_T.c.id == sa.bindparam("mid"), _T.c.state == from_state, _T.c.lease_owner == owner)
-        .values(
-            state=sa.bindparam("st"),
-            error_code=sa.bindparam("code"),
-            error_detail=sa.bindparam("detail"),
-            finished_at=now,
-            lease_owner=None,
-            lease_until=None,
-            updated_at=now,
-        ),
-        [{"mid": r.id, "st": r.state, "code": r.error_code, "detail": r.error_detail} for r in rows],
+        .values(lease_owner=None, lease_until=None, updated_at=now, **values),
+        rows,
     )
 
 
@@ -387,12 +396,8 @@ async def add_suppressions(
     """``(address, reason, source)`` rows; an address already suppressed on the channel stays as it was."""
     if not entries:
         return
-    dialect = (await session.connection()).dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     await session.execute(
-        insert(Suppression)
-        .on_conflict_do_nothing(index_elements=["workspace_id", "channel", "address"])
-        .values(
+        insert_ignoring_duplicates(session, Suppression, ["workspace_id", "channel", "address"]).values(
             [
                 {
                     "workspace_id": workspace_id,

@@ -10,21 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from datetime import datetime
-from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from dispatcher.storage.base import insert_ignoring_duplicates
 from dispatcher.storage.campaigns import Event, Message
 from dispatcher.storage.contacts import ConsentRecord, Suppression
 from dispatcher.storage.content import TrackedLink
-
-
-def _insert_ignoring_duplicates(session: AsyncSession, model: Any, unique: list[str]) -> Any:
-    """``INSERT … ON CONFLICT (unique) DO NOTHING`` in the session's dialect."""
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    return insert(model).on_conflict_do_nothing(index_elements=unique)
 
 
 async def link_by_code(session: AsyncSession, code: str) -> TrackedLink | None:
@@ -84,7 +77,7 @@ async def message_by_id(session: AsyncSession, workspace_id: int, message_id: in
 
 async def record_click(session: AsyncSession, *, link: TrackedLink, message: Message, now: datetime) -> bool:
     """One click event per (message, link): repeated clicks and scanner prefetches count once."""
-    statement = _insert_ignoring_duplicates(session, Event, ["workspace_id", "dedupe_key"]).values(
+    statement = insert_ignoring_duplicates(session, Event, ["workspace_id", "dedupe_key"]).values(
         workspace_id=message.workspace_id,
         kind="click",
         dedupe_key=f"click:{message.id}:{link.id}",
@@ -108,7 +101,7 @@ async def unsubscribe_message(
     A first unsubscribe also appends a consent withdrawal and an ``unsubscribe`` event (for the opt-out
     rate); repeats change nothing.
     """
-    suppress = _insert_ignoring_duplicates(session, Suppression, ["workspace_id", "channel", "address"])
+    suppress = insert_ignoring_duplicates(session, Suppression, ["workspace_id", "channel", "address"])
     result = await session.execute(
         suppress.values(
             workspace_id=message.workspace_id,
@@ -131,7 +124,7 @@ async def unsubscribe_message(
             created_at=now,
         )
     )
-    event = _insert_ignoring_duplicates(session, Event, ["workspace_id", "dedupe_key"])
+    event = insert_ignoring_duplicates(session, Event, ["workspace_id", "dedupe_key"])
     await session.execute(
         event.values(
             workspace_id=message.workspace_id,

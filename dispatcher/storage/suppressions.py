@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from dispatcher.storage.base import insert_ignoring_duplicates
 from dispatcher.storage.contacts import Suppression
 
 
@@ -26,9 +26,8 @@ async def add_suppression(
     ``ON CONFLICT DO NOTHING`` rather than check-then-insert: two requests suppressing the same address at
     once both succeed, one of them creating the row.
     """
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
     new_id = await session.scalar(
-        insert(Suppression)
+        insert_ignoring_duplicates(session, Suppression, ["workspace_id", "channel", "address"])
         .values(
             workspace_id=workspace_id,
             channel=channel,
@@ -37,7 +36,6 @@ async def add_suppression(
             source=source,
             created_at=now,
         )
-        .on_conflict_do_nothing(index_elements=["workspace_id", "channel", "address"])
         .returning(Suppression.id)
     )
     row = await session.scalar(
