@@ -22,6 +22,7 @@ from dispatcher.errors import TemplateError
 from dispatcher.logs import get_logger
 from dispatcher.pipeline.context import WorkerResources, queue, resources
 from dispatcher.pipeline.gates import Gate, run_gates
+from dispatcher.pipeline.limits import RateLimiter
 from dispatcher.pipeline.runtime import CampaignRuntime, build_runtime
 from dispatcher.storage import ledger
 from dispatcher.storage.campaigns import Campaign
@@ -191,8 +192,6 @@ async def _throttle(redis: Any, runtime: CampaignRuntime, outcomes: list[SendOut
         if o.status == "transient" and o.reason == "throttled" and o.retry_after
     ]
     if waits:
-        from dispatcher.pipeline.limits import RateLimiter
-
         await RateLimiter(redis).block(f"provider.{runtime.provider_id}", max(waits))
 
 
