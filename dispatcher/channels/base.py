@@ -27,6 +27,8 @@ from dispatcher.errors import PermanentProviderError, ProviderError, TransientPr
 
 __all__ = [
     "SUPPRESSING_REASONS",
+    "EmailChannel",
+    "OutboundEmail",
     "OutboundSms",
     "SendOutcome",
     "SendStatus",
@@ -36,7 +38,9 @@ __all__ = [
 SendStatus = Literal["sent", "transient", "permanent"]
 
 #: Permanent reasons that say something about the recipient rather than the message: suppress the contact.
-SUPPRESSING_REASONS: Final = frozenset({"invalid_number", "unsubscribed", "not_mobile"})
+SUPPRESSING_REASONS: Final = frozenset(
+    {"invalid_number", "unsubscribed", "not_mobile", "hard_bounce", "invalid_address", "complaint"}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +53,21 @@ class OutboundSms:
     body: str
     idempotency_key: str
     status_callback: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundEmail:
+    """One e-mail, already serialised (``data`` is the whole RFC 5322 message, CRLF line endings).
+
+    The engine builds the MIME once per campaign and fills it per recipient (core/mime); the channel only
+    signs (DKIM, when configured) and delivers. ``mail_from`` is the envelope sender (bounces go there).
+    """
+
+    message_id: int
+    to: str
+    mail_from: str
+    data: bytes
+    idempotency_key: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,3 +128,21 @@ class SmsChannel(Protocol):
     async def close(self) -> None:
         """Release what the channel owns (not the injected session, which its owner closes)."""
         ...
+
+
+class EmailChannel(Protocol):
+    """An e-mail provider (SMTP relay). Same contract as :class:`SmsChannel`, for serialised e-mails."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def supports_idempotency(self) -> bool:
+        """SMTP has no idempotency key: an ambiguous send is resent only under the campaign's policy."""
+        ...
+
+    async def send_batch(self, messages: Sequence[OutboundEmail]) -> list[SendOutcome]:
+        """One outcome per message, same order; never raises for a delivery failure."""
+        ...
+
+    async def close(self) -> None: ...
