@@ -7,8 +7,8 @@ bare-library ceiling measured in the same run.
 Starts real ``dispatcher serve`` and ``dispatcher worker`` subprocesses (one worker, which runs its own
 cleaning pool), creates an API key with the CLI, streams the file as ``text/csv`` and polls the import until
 it completes. Peak RSS comes from ``/proc/<pid>/status`` (VmHWM) of the API process, the worker and every
-process under it. Needs PostgreSQL at 127.0.0.1:5432 (user postgres) and Redis at 127.0.0.1:6379 (db 14 is
-flushed).
+process under it. Needs PostgreSQL at 127.0.0.1:5432 (user postgres; database ``$BENCH_PG_DB``, default
+dispatcher_bench, is dropped and re-created) and Redis (``$BENCH_REDIS_URL``, default db 14, is flushed).
 """
 
 from __future__ import annotations
@@ -39,8 +39,10 @@ import aiohttp
 from bench._datagen import write_csv
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
-PG_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/dispatcher_bench"
-REDIS_URL = "redis://127.0.0.1:6379/14"
+# Overridable so that runs beside other benchmarks or test sessions never share a database or Redis db.
+PG_DB = os.environ.get("BENCH_PG_DB", "dispatcher_bench")
+PG_URL = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{PG_DB}"
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
 PYTHON = sys.executable
 _STARTED: list[subprocess.Popen[bytes]] = []
 _SCOPES = ("--scope", "read", "--scope", "write", "--json")
@@ -207,9 +209,9 @@ async def _reset_pg(create: bool) -> None:
 
     conn = await asyncpg.connect(PG_ADMIN)
     try:
-        await conn.execute("DROP DATABASE IF EXISTS dispatcher_bench WITH (FORCE)")
+        await conn.execute(f'DROP DATABASE IF EXISTS "{PG_DB}" WITH (FORCE)')
         if create:
-            await conn.execute("CREATE DATABASE dispatcher_bench")
+            await conn.execute(f'CREATE DATABASE "{PG_DB}"')
     finally:
         await conn.close()
 

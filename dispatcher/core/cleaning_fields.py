@@ -18,7 +18,14 @@ from functools import lru_cache
 
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
+from email_validator.rfc_constants import (
+    CASE_INSENSITIVE_MAILBOX_NAMES,
+    DOT_ATOM_TEXT,
+    DOT_ATOM_TEXT_INTL,
+    EMAIL_MAX_LENGTH,
+)
 from phonenumbers import PhoneNumberType
+from phonenumbers import re_util as pn_re_util
 from phonenumbers import timezone as pn_timezone
 
 __all__ = [
@@ -73,6 +80,10 @@ class EmailResult:
 # sending costs money and sender reputation for little reach. PAGER is excluded too: pagers use paging
 # protocols, not SMS. Such contacts stay reachable by e-mail and are counted, never silently dropped.
 SMS_CAPABLE_TYPES = frozenset({"mobile", "fixed_line_or_mobile"})
+
+# phonenumbers otherwise calls re.compile (a cache lookup costing ~1.5 µs) a dozen times per number: keeping
+# its compiled metadata patterns (a few thousand at most, bounded by the metadata) makes parsing ~18% cheaper.
+pn_re_util.enable_pattern_cache()
 
 _TYPE_NAMES: dict[int, str] = {
     value: str(PhoneNumberType.to_string(value)).lower() for value in PhoneNumberType.values()
@@ -153,7 +164,7 @@ def _parse_valid(candidate: str, default_region: str | None) -> PhoneResult | No
     region = phonenumbers.region_code_for_number(number)
     if region is None:
         return None
-    ntype = phonenumbers.number_type(number)
+    ntype = _number_type(number, region)
     if ntype == PhoneNumberType.UNKNOWN:
         return None
     type_name = _TYPE_NAMES.get(ntype, "unknown")
@@ -164,6 +175,23 @@ def _parse_valid(candidate: str, default_region: str | None) -> PhoneResult | No
         time_zones=_time_zones(number, ntype),
         sms_capable=type_name in SMS_CAPABLE_TYPES,
     )
+
+
+def _number_type(number: phonenumbers.PhoneNumber, region: str) -> int:
+    """``number_type`` given the region already found: the public function looks the region up again, which
+    for +1 numbers means matching the number against the US plan a second time (~10% of an import's CPU)."""
+    if _TYPE_HELPER is None:  # pragma: no cover - a phonenumbers release without the helper
+        return int(phonenumbers.number_type(number))
+    metadata = phonenumbers.PhoneMetadata.metadata_for_region_or_calling_code(
+        number.country_code or 0, region
+    )
+    if metadata is None:
+        return int(PhoneNumberType.UNKNOWN)
+    return int(_TYPE_HELPER(phonenumbers.national_significant_number(number), metadata))
+
+
+# The body of phonenumbers.number_type after its region lookup; private, hence the fallback above.
+_TYPE_HELPER = getattr(phonenumbers.phonenumberutil, "_number_type_helper", None)
 
 
 def _time_zones(number: phonenumbers.PhoneNumber, ntype: int) -> tuple[str, ...]:
@@ -199,6 +227,8 @@ def clean_email(raw: str, *, check_deliverability: bool = False) -> EmailResult 
         return Rejection(RejectReason.EMPTY, "no e-mail address")
     if "@" not in text:
         return Rejection(RejectReason.INVALID_EMAIL, "an e-mail address must have an @-sign")
+    if not check_deliverability and (fast := _plain_email(text)) is not None:
+        return fast
     try:
         checked = validate_email(text, check_deliverability=check_deliverability)
     except EmailNotValidError as exc:
@@ -209,6 +239,63 @@ def clean_email(raw: str, *, check_deliverability: bool = False) -> EmailResult 
         ascii_email=checked.ascii_email,
         domain=domain,
     )
+
+
+_CASE_INSENSITIVE = frozenset(CASE_INSENSITIVE_MAILBOX_NAMES)
+_HOSTNAME_CHARS = re.compile(r"[A-Za-z0-9.-]+\Z")
+
+
+def _plain_email(text: str) -> EmailResult | None:
+    """email-validator's result for the usual address, at a fraction of its cost; None to ask the library.
+
+    Exactly the library's outcome, because the library validates the local part and the domain apart: an
+    unquoted dot-atom local part of ASCII atext and letters comes back from it unchanged (with no ASCII
+    form when it holds a non-ASCII letter), the domain's result is the library's own (from a probe address,
+    cached per domain), and the length limits are checked as it checks them. Only successes are taken from
+    here, so every rejection keeps the library's message.
+    """
+    local, _, domain = text.rpartition("@")
+    if not _HOSTNAME_CHARS.match(domain):
+        return None
+    if local.isascii():
+        if not DOT_ATOM_TEXT.match(local) or local.lower() in _CASE_INSENSITIVE:  # the library lower-cases
+            return None
+        ascii_local: str | None = local
+    elif DOT_ATOM_TEXT_INTL.match(local) and _letters_beyond_ascii(local):
+        ascii_local = None
+    else:
+        return None
+    known = _domain_result(domain)
+    if known is None:
+        return None
+    unicode_domain, ascii_domain = known
+    normalized = f"{local}@{unicode_domain}"
+    for address in (text, normalized, f"{local}@{ascii_domain}"):
+        if len(address.encode()) > EMAIL_MAX_LENGTH:
+            return None
+    lowered = unicode_domain.lower()
+    return EmailResult(
+        normalized=f"{local}@{lowered}",
+        ascii_email=f"{ascii_local}@{ascii_domain}" if ascii_local else None,
+        domain=lowered,
+    )
+
+
+def _letters_beyond_ascii(local: str) -> bool:
+    """Non-ASCII characters that are all letters, already in NFC: what the library passes unchanged."""
+    if not unicodedata.is_normalized("NFC", local):
+        return False
+    return all(char.isascii() or unicodedata.category(char)[0] == "L" for char in local)
+
+
+@lru_cache(maxsize=4096)
+def _domain_result(domain: str) -> tuple[str, str] | None:
+    """The library's (domain, ascii_domain) for a domain, or None when it refuses it; few domains repeat."""
+    try:
+        checked = validate_email(f"a@{domain}", check_deliverability=False)
+    except EmailNotValidError:
+        return None
+    return checked.domain, checked.ascii_domain
 
 
 @lru_cache(maxsize=64)

@@ -1,7 +1,7 @@
 """Offline cleaning of a contact file (``dispatcher lists clean``): the import pipeline minus the database.
 
 Marketers run it before an upload to see what an import would keep. It reads the file in chunks through
-the same :class:`~dispatcher.core.csvinput.CsvStream` and cleans on every core with the same
+the same :class:`~dispatcher.pipeline.cleaner.RecordCutter` and cleans on every core with the same
 :class:`~dispatcher.pipeline.cleaner.ParallelCleaner` as the import job, so both give the same buckets,
 except that nothing is ever ``suppressed`` or a duplicate of a contact already on a list: those need the
 workspace's data, which only an upload sees.
@@ -24,9 +24,15 @@ from pathlib import Path
 from typing import IO, Any
 
 from dispatcher.core.cleaning import Buckets, ColumnMap, FileDeduper, RejectReason
-from dispatcher.core.csvinput import CsvStream, ParsedRow
 from dispatcher.core.csvsafe import safe_cell
-from dispatcher.pipeline.cleaner import Accepted, CleanedBatch, CleanOptions, ParallelCleaner, batched
+from dispatcher.pipeline.cleaner import (
+    Accepted,
+    Block,
+    CleanedBlock,
+    CleanOptions,
+    ParallelCleaner,
+    RecordCutter,
+)
 
 __all__ = ["CHUNK_BYTES", "OUT_COLUMNS", "CleanFileOptions", "CleanFileReport", "clean_file"]
 
@@ -117,6 +123,7 @@ class _Outputs:
 
     def __init__(self, out: _CsvSink | None, rejects: _CsvSink | None) -> None:
         self.out, self.rejects = out, rejects
+        self.wanted = out is not None or rejects is not None
         self.columns: tuple[str, ...] | None = None
         self.attributes: tuple[str, ...] = ()
 
@@ -147,36 +154,41 @@ class _Outputs:
         self.rejects.writer.writerow([line, reason, *map(safe_cell, cells)])
 
 
-async def _batches(
-    path: Path, stream: CsvStream, report: CleanFileReport, on_progress: Callable[[int], None] | None
-) -> AsyncIterator[list[ParsedRow]]:
+async def _blocks(
+    path: Path, cutter: RecordCutter, report: CleanFileReport, on_progress: Callable[[int], None] | None
+) -> AsyncIterator[Block]:
     with path.open("rb") as source:
         while chunk := source.read(CHUNK_BYTES):
             report.bytes_read += len(chunk)
             if on_progress is not None:
                 on_progress(len(chunk))
-            for batch in batched(stream.feed(chunk)):
-                yield batch
-    for batch in batched(stream.close()):
-        yield batch
+            for block in cutter.feed(chunk):
+                yield block
+    for block in cutter.close():
+        yield block
 
 
-def _tally(
-    report: CleanFileReport, rows: int, cleaned: CleanedBatch, deduper: FileDeduper, outputs: _Outputs
-) -> None:
-    report.rows += rows
+def _tally(report: CleanFileReport, cleaned: CleanedBlock, deduper: FileDeduper, outputs: _Outputs) -> None:
+    report.rows += cleaned.rows
     buckets = report.buckets
-    for accepted in cleaned.accepted:
-        if deduper.seen(accepted[1]):
-            buckets.add_duplicate()
-            buckets.reasons[DUPLICATE_IN_FILE] += 1
-        else:
-            buckets.accepted += 1
-            outputs.accepted(accepted)
-    for line, reason, values in cleaned.rejected:
-        buckets.rejected += 1
-        buckets.reasons[reason] += 1
-        outputs.rejected(line, reason, values)
+    seen = deduper.seen_digest
+    duplicates = 0
+    if outputs.wanted:
+        for accepted, digest in zip(cleaned.accepted, cleaned.digests, strict=True):
+            if seen(digest):
+                duplicates += 1
+            else:
+                outputs.accepted(accepted)
+        for line, reason, values in cleaned.rejected:
+            outputs.rejected(line, reason, values)
+    else:
+        duplicates = sum(map(seen, cleaned.digests))
+    buckets.accepted += len(cleaned.digests) - duplicates
+    buckets.duplicate += duplicates
+    if duplicates:
+        buckets.reasons[DUPLICATE_IN_FILE] += duplicates
+    buckets.rejected += sum(cleaned.reasons.values())
+    buckets.reasons.update(cleaned.reasons)
     report.warnings.update(cleaned.warnings)
 
 
@@ -195,21 +207,21 @@ async def clean_file(
     """
     started = time.perf_counter()
     report = CleanFileReport()
-    stream = CsvStream()
+    cutter = RecordCutter()  # the children parse: on two cores the parent's CPU is taken from cleaning
     deduper = FileDeduper()
     cleaner = ParallelCleaner(options.processes)
     clean_options = CleanOptions(default_region=options.default_region, channels=options.channels)
     with ExitStack() as stack:
         outputs = _Outputs(stack.enter_context(_sink(out)), stack.enter_context(_sink(rejects)))
         try:
-            batches = _batches(path, stream, report, on_progress)
-            async for rows, cleaned in cleaner.clean(batches, clean_options):
-                outputs.start(stream.header)
-                _tally(report, len(rows), cleaned, deduper, outputs)
+            blocks = _blocks(path, cutter, report, on_progress)
+            async for _, cleaned in cleaner.clean_blocks(blocks, clean_options, keep_rows=outputs.wanted):
+                outputs.start(cutter.header)
+                _tally(report, cleaned, deduper, outputs)
         finally:
             cleaner.close()
-        outputs.start(stream.header)
+        outputs.start(cutter.header)
     report.seconds = time.perf_counter() - started
-    report.encoding = stream.encoding
-    report.delimiter = stream.delimiter if stream.dialect else None
+    report.encoding = cutter.encoding
+    report.delimiter = cutter.dialect.delimiter if cutter.dialect else None
     return report

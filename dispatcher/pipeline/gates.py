@@ -1,4 +1,4 @@
-"""The gates a leased row passes before it may go: suppression, send window, throughput, frequency cap.
+"""The gates a leased row passes before it may go: suppression, send window, route, throughput, cap.
 
 Each gate is checked again at send time, whatever planning decided: a suppression added a minute ago, a
 window that closed while the row waited in the queue, another campaign that reached the contact first.
@@ -14,6 +14,8 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from dispatcher.core.routing import choose
+from dispatcher.pipeline.breaker import Breakers
 from dispatcher.pipeline.limits import CapRequest, FrequencyCaps, RateLimiter
 from dispatcher.pipeline.runtime import CampaignRuntime
 from dispatcher.storage import ledger
@@ -28,6 +30,9 @@ class Gate:
     retries: list[Retry] = field(default_factory=list)
     finals: list[Final] = field(default_factory=list)
     zones: dict[int, str] = field(default_factory=dict)
+    provider: dict[int, int] = field(default_factory=dict)  # message id → provider it goes through
+    duplicates: set[int] = field(default_factory=set)  # resent after doubt, without provider dedupe
+    pause: str | None = None  # the campaign must pause (budget exhausted)
 
 
 async def run_gates(
@@ -45,6 +50,7 @@ async def run_gates(
             gate.finals.append(Final(due.id, "suppressed", "suppressed", None))
         else:
             _window(runtime, due, now, gate)
+    await _route(redis, runtime, now, gate)
     await _throughput(redis, runtime, now, gate)
     await _caps(redis, sessions, runtime, now, gate)
     return gate
@@ -64,17 +70,72 @@ def _window(runtime: CampaignRuntime, due: Due, now: datetime, gate: Gate) -> No
         gate.retries.append(Retry(due.id, later, "outside_window", None))
 
 
-async def _throughput(redis: Any, runtime: CampaignRuntime, now: datetime, gate: Gate) -> None:
-    if not gate.go or not runtime.rate_per_s:
+async def _route(redis: Any, runtime: CampaignRuntime, now: datetime, gate: Gate) -> None:
+    if not gate.go:
         return
-    rate = float(runtime.rate_per_s)
-    granted, wait = await RateLimiter(redis).acquire(
-        f"provider.{runtime.provider_id}", len(gate.go), rate, max(1, int(rate))
-    )
-    for due in gate.go[granted:]:
-        later = now + timedelta(seconds=wait + random.uniform(0, 0.25))
-        gate.retries.append(Retry(due.id, later, "throttled", None))
-    gate.go = gate.go[:granted]
+    breakers = Breakers(redis)
+    open_circuits = await breakers.open_among(r.provider_id for r in runtime.routes)
+    kept: list[Due] = []
+    waiting: list[Due] = []
+    for due in gate.go:
+        pinned = due.provider_id if due.ambiguous else None
+        choice = choose(
+            runtime.routes,
+            address=due.address,
+            campaign_id=runtime.campaign_id,
+            open_circuits=open_circuits,
+            pinned_to=pinned,
+            duplicate_policy=runtime.duplicate_policy,
+        )
+        if choice.decision == "send" and choice.provider_id is not None:
+            kept.append(due)
+            gate.provider[due.id] = choice.provider_id
+            if choice.possible_duplicate:
+                gate.duplicates.add(due.id)
+        elif choice.decision == "wait":
+            waiting.append(due)
+        elif choice.decision == "unconfirmed":
+            detail = "the last attempt may have arrived and its provider cannot deduplicate a resend"
+            gate.finals.append(Final(due.id, "failed", "unconfirmed", detail))
+        else:
+            gate.finals.append(Final(due.id, "failed", "no_route", "no provider's routes take this address"))
+    if waiting:  # every provider that could take them is out: try again when the first circuit closes
+        delay = max(1.0, await breakers.reopen_in(open_circuits))
+        for due in waiting:
+            later = now + timedelta(seconds=delay + random.uniform(0, 1.0))
+            gate.retries.append(Retry(due.id, later, "providers_unavailable", None, ambiguous=due.ambiguous))
+    gate.go = kept
+
+
+async def _throughput(redis: Any, runtime: CampaignRuntime, now: datetime, gate: Gate) -> None:
+    """Each provider's rate (shared by every worker and campaign on it), then the campaign's own."""
+    if not gate.go:
+        return
+    limiter = RateLimiter(redis)
+    limits: list[tuple[str, float, list[Due]]] = []
+    for provider_id, rows in _by_provider(gate).items():
+        rate = runtime.providers[provider_id].rate_per_s
+        if rate:
+            limits.append((f"provider.{provider_id}", float(rate), rows))
+    if runtime.rate_per_s:
+        limits.append((f"campaign.{runtime.campaign_id}", float(runtime.rate_per_s), list(gate.go)))
+    refused: set[int] = set()
+    for key, rate, rows in limits:
+        wanted = [due for due in rows if due.id not in refused]
+        granted, wait = await limiter.acquire(key, len(wanted), rate, max(1, int(rate)))
+        for due in wanted[granted:]:
+            refused.add(due.id)
+            later = now + timedelta(seconds=wait + random.uniform(0, 0.25))
+            gate.retries.append(Retry(due.id, later, "throttled", None, ambiguous=due.ambiguous))
+    if refused:
+        gate.go = [due for due in gate.go if due.id not in refused]
+
+
+def _by_provider(gate: Gate) -> dict[int, list[Due]]:
+    groups: dict[int, list[Due]] = {}
+    for due in gate.go:
+        groups.setdefault(gate.provider[due.id], []).append(due)
+    return groups
 
 
 async def _caps(

@@ -1,7 +1,11 @@
-"""The import job: stream the stored upload, clean on every core, stage, then publish in one transaction.
+"""The import job: stream the stored upload, clean on every core, write the list in one transaction.
 
-Crash anywhere before the publish commits and the list is untouched; the sweeper queues a new attempt,
-which throws away what the dead one staged and starts over. ``attempt`` makes a stale job give way.
+On PostgreSQL the cleaned blocks go straight into the list inside one transaction that commits with the
+import's completion (:mod:`dispatcher.pipeline.import_load`): no publish pass after the cleaning. SQLite
+has one writer at a time, so a long write transaction would hide the progress the API shows; there rows
+are staged in short transactions, then published in one. Either way a crash before the commit leaves the
+list untouched; the sweeper queues a new attempt, which throws away what the dead one wrote (rejects,
+staged rows) and starts over. ``attempt`` makes a stale job give way.
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatcher.core.cleaning import FileDeduper
 from dispatcher.errors import CsvFormatError
@@ -25,6 +31,7 @@ from dispatcher.pipeline.cleaner import (
     StageTarget,
 )
 from dispatcher.pipeline.context import WorkerResources, queue, resources
+from dispatcher.pipeline.import_load import load_file
 from dispatcher.pipeline.queue import job_id
 from dispatcher.storage import imports as store
 from dispatcher.storage.contacts import ContactImport
@@ -39,9 +46,11 @@ IMPORT_TIMEOUT_S = 6 * 3600
 @dataclass
 class Tally:
     rows: int = 0
-    staged: int = 0
+    staged: int = 0  # accepted so far: rows staged, or (PostgreSQL) written to the list
     rejected: int = 0
-    duplicate: int = 0
+    duplicate: int = 0  # in the file; duplicates of the list's contacts are counted in on_list
+    on_list: int = 0
+    suppressed: int = 0
     bytes_done: int = 0
     reasons: Counter[str] = field(default_factory=Counter)
     last_saved: float = 0.0
@@ -59,6 +68,8 @@ async def run_import(ctx: dict[str, Any], import_id: int, attempt: int) -> dict[
             return {"skipped": "finished or superseded"}
         await store.reset_staging(session, import_id)
     try:
+        if res.engine.dialect.name == "postgresql":
+            return await _load_file(res, job)
         tally = await _stage_file(res, job)
     except CsvFormatError as exc:
         await _finish_failed(res, job, exc.message)
@@ -75,25 +86,72 @@ def _options(job: ContactImport) -> CleanOptions:
     )
 
 
+async def _blocks(
+    res: WorkerResources, job: ContactImport, cutter: RecordCutter, tally: Tally
+) -> AsyncIterator[Block]:
+    async with res.sessions() as session:
+        seqs = await store.chunk_seqs(session, job.id)
+    for seq in seqs:
+        async with res.sessions() as session:
+            chunk = await store.get_chunk(session, job.id, seq)
+        tally.bytes_done += len(chunk)
+        for block in cutter.feed(chunk):
+            yield block
+    for block in cutter.close():
+        yield block
+
+
+async def _load_file(res: WorkerResources, job: ContactImport) -> dict[str, Any]:
+    """PostgreSQL: straight into the list in one transaction that commits with the completion."""
+    tally = Tally()
+    cutter = RecordCutter()
+    final: dict[str, Any] = {}
+
+    async def save() -> None:
+        await _save_progress(res, job, tally, header=cutter.header)
+
+    async def finish(session: AsyncSession, counts: store.PublishCounts) -> None:
+        final.update(await _complete(session, job, tally, counts, header=cutter.header))
+
+    counts = await load_file(
+        res,
+        job,
+        _blocks(res, job, cutter, tally),
+        _cleaner(res),
+        _options(job),
+        tally,
+        save,
+        finish,
+        PROGRESS_EVERY_S,
+    )
+    log.info("import.completed", import_id=job.id, rows=tally.rows, accepted=counts.accepted)
+    return final
+
+
+async def _complete(
+    session: AsyncSession,
+    job: ContactImport,
+    tally: Tally,
+    counts: store.PublishCounts,
+    *,
+    header: tuple[str, ...] | None,
+) -> dict[str, Any]:
+    now = datetime.now(UTC)
+    final = _final_counts(tally, counts)
+    extra: dict[str, Any] = {"columns": list(header)} if header else {}
+    await store.save_progress(
+        session, job.id, state="completed", finished_at=now, heartbeat_at=now, **final, **extra
+    )
+    await store.drop_chunks(session, job.id)
+    return final
+
+
 async def _stage_file(res: WorkerResources, job: ContactImport) -> Tally:
     tally = Tally()
     cutter = RecordCutter()
     deduper = FileDeduper()
     target = StageTarget(import_id=job.id, copy=res.engine.dialect.name == "postgresql")
-
-    async def blocks() -> AsyncIterator[Block]:
-        async with res.sessions() as session:
-            seqs = await store.chunk_seqs(session, job.id)
-        for seq in seqs:
-            async with res.sessions() as session:
-                chunk = await store.get_chunk(session, job.id, seq)
-            tally.bytes_done += len(chunk)
-            for block in cutter.feed(chunk):
-                yield block
-        for block in cutter.close():
-            yield block
-
-    async for _, staged in _cleaner(res).stage(blocks(), _options(job), target):
+    async for _, staged in _cleaner(res).stage(_blocks(res, job, cutter, tally), _options(job), target):
         await _write_block(res, staged, deduper, tally)
         if time.monotonic() - tally.last_saved > PROGRESS_EVERY_S:
             await _save_progress(res, job, tally, header=cutter.header)
@@ -129,7 +187,8 @@ async def _save_progress(
             rows_done=tally.rows,
             accepted=tally.staged,
             rejected=tally.rejected,
-            duplicate=tally.duplicate,
+            duplicate=tally.duplicate + tally.on_list,
+            suppressed=tally.suppressed,
             bytes_done=tally.bytes_done,
             reasons=dict(tally.reasons),
             heartbeat_at=datetime.now(UTC),

@@ -1,51 +1,39 @@
 """``send_chunk``: one job sends one leased chunk of a campaign's ledger.
 
-Order inside a chunk: gates (campaign still running, suppression, window, throughput, caps, budget) decide
-which rows go; the rows that go are rendered, written as ``sending`` in one UPDATE, handed to the provider
-in one batch, and the outcomes written back in one transaction. A crash between any two steps leaves rows
-``queued`` or ``sending`` with a lease the sweeper hands back; ``sending`` rows keep their idempotency key.
+Order inside a chunk: gates (campaign still running, suppression, window, route, throughput, caps) decide
+which rows go and through which provider; the rows that go are rendered, their cost is reserved against the
+budget, they are written as ``sending`` (with their provider) in one transaction, handed to each provider
+in one batch (providers in parallel), and the outcomes written back in one transaction. A crash between any
+two steps leaves rows ``queued`` or ``sending`` with a lease the sweeper hands back; ``sending`` rows keep
+their idempotency key and are pinned to the provider that may have them (see core/routing).
 """
 
 from __future__ import annotations
 
-import random
-from dataclasses import dataclass, field
+import asyncio
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from dispatcher.channels.base import OutboundSms, SendOutcome
-from dispatcher.core.personalise import recipient_variables
-from dispatcher.core.rendering import render
-from dispatcher.core.sms import analyse_sms
+from dispatcher.channels.base import EmailChannel, OutboundEmail, OutboundSms, SendOutcome, SmsChannel
 from dispatcher.errors import TemplateError
 from dispatcher.logs import get_logger
+from dispatcher.pipeline.breaker import Breakers
+from dispatcher.pipeline.channels import channel_factory
+from dispatcher.pipeline.compose import Composer, Rendered, Urls
 from dispatcher.pipeline.context import WorkerResources, queue, resources
 from dispatcher.pipeline.gates import Gate, run_gates
-from dispatcher.pipeline.limits import RateLimiter
-from dispatcher.pipeline.runtime import CampaignRuntime, build_runtime
-from dispatcher.storage import ledger
+from dispatcher.pipeline.limits import Budget
+from dispatcher.pipeline.outcomes import Writes, bounce_rate_exceeded, classify, throttle
+from dispatcher.pipeline.runtime import CampaignRuntime, ChannelPool, ProviderRoute, build_runtime
+from dispatcher.pipeline.tracking import campaign_links
+from dispatcher.storage import campaigns_q, ledger
 from dispatcher.storage.campaigns import Campaign
-from dispatcher.storage.ledger import Due, Final, Retry, Sent
+from dispatcher.storage.ledger import Final, Retry
 
 log = get_logger(__name__)
-SUPPRESSION_REASON = {"unsubscribed": "stop", "invalid_number": "invalid_number", "not_mobile": "not_mobile"}
-
-
-@dataclass
-class Rendered:
-    due: Due
-    body: str
-    segments: int
-
-
-@dataclass
-class Writes:
-    sent: list[Sent] = field(default_factory=list)
-    retries: list[Retry] = field(default_factory=list)
-    finals: list[Final] = field(default_factory=list)
-    suppress: list[tuple[str, str, str]] = field(default_factory=list)
-    spent: Decimal = Decimal(0)
+MICROS = Decimal(1_000_000)
 
 
 async def send_chunk(ctx: dict[str, Any], campaign_id: int, owner: str, ids: list[int]) -> dict[str, int]:
@@ -56,150 +44,195 @@ async def send_chunk(ctx: dict[str, Any], campaign_id: int, owner: str, ids: lis
         rows = await ledger.load_leased(session, ids, owner)
         if campaign is None or not rows:
             return {"skipped": len(ids)}
-        runtime = await _runtime(res, session, campaign, now)
+        runtime, composer = await _runtime(res, session, campaign, now)
         blocked = await ledger.suppressed_among(
             session, runtime.workspace_id, runtime.channel, [r.address for r in rows]
         )
     if campaign.state != "running":  # paused or cancelled after the claim: hand the rows back untouched
         gate = Gate(retries=[Retry(r.id, now, "paused", None) for r in rows])
-        await _hand_over(res, runtime, owner, [], gate, now)
+        await _mark_sending(res, runtime, owner, {}, gate, now)
         return {"handed_back": len(rows)}
     gate = await run_gates(queue(ctx), res.sessions, runtime, rows, blocked, now)
-    rendered = _render_all(runtime, gate)
-    outcomes = await _hand_over(res, runtime, owner, rendered, gate, now)
-    writes = await _classify(queue(ctx), runtime, rendered, outcomes, datetime.now(UTC))
+    rendered = _render_all(composer, gate)
+    groups = await _reserve_budget(queue(ctx), runtime, campaign, _group(gate, rendered), gate, now)
+    groups = await _mark_sending(res, runtime, owner, groups, gate, now)
+    writes = await _send_all(queue(ctx), runtime, composer, groups)
     await _write_results(res, runtime, owner, writes)
+    await _after(ctx, res, runtime, writes, gate, budgeted=campaign.budget is not None)
     return {
-        "sent": len(writes.sent),
+        "sent": sum(len(v) for v in writes.sent.values()),
         "retried": len(writes.retries) + len(gate.retries),
         "final": len(writes.finals) + len(gate.finals),
     }
 
 
-async def _runtime(res: WorkerResources, session: Any, campaign: Campaign, now: datetime) -> CampaignRuntime:
-    cache: dict[int, CampaignRuntime] = res.extra.setdefault("campaigns", {})
+async def _runtime(
+    res: WorkerResources, session: Any, campaign: Campaign, now: datetime
+) -> tuple[CampaignRuntime, Composer]:
+    cache: dict[int, tuple[CampaignRuntime, Composer]] = res.extra.setdefault("campaigns", {})
     found = cache.get(campaign.id)
-    if found is None:
-        found = await build_runtime(session, campaign, res.http, now)
-        cache[campaign.id] = found
+    if found is None or found[0].stale:
+        pool = res.extra.get("channel_pool")
+        if not isinstance(pool, ChannelPool):
+            pool = res.extra["channel_pool"] = ChannelPool(channel_factory(res))
+        runtime = await build_runtime(session, campaign, pool, now, links=lambda *a: campaign_links(res, *a))
+        urls = Urls(res.settings.public_base_url, res.settings.secret_key)
+        found = cache[campaign.id] = (runtime, Composer(runtime, urls))
     return found
 
 
-def _render_all(runtime: CampaignRuntime, gate: Gate) -> list[Rendered]:
+def _render_all(composer: Composer, gate: Gate) -> list[Rendered]:
     """Rows whose template fails for this recipient fail once, with the reason; the rest go."""
     out: list[Rendered] = []
     for due in gate.go:
         try:
-            body = render(runtime.templates[due.variant], recipient_variables({}, due.contact))
+            out.append(composer.render(due))
         except TemplateError as exc:
             gate.finals.append(Final(due.id, "failed", "render_failed", exc.message[:500]))
-            continue
-        out.append(Rendered(due, body, analyse_sms(body).segments))
     gate.go = []
     return out
 
 
-async def _hand_over(
+def _group(gate: Gate, rendered: list[Rendered]) -> dict[tuple[int, bool], list[Rendered]]:
+    """By (provider, resent after doubt): each group is one ``sending`` UPDATE and one provider batch."""
+    groups: dict[tuple[int, bool], list[Rendered]] = {}
+    for item in rendered:
+        key = (gate.provider[item.due.id], item.due.id in gate.duplicates)
+        groups.setdefault(key, []).append(item)
+    return groups
+
+
+def _cost(runtime: CampaignRuntime, provider_id: int, items: Sequence[Rendered]) -> Decimal:
+    price = runtime.providers[provider_id].price
+    return sum((price * item.segments for item in items), Decimal(0))
+
+
+async def _reserve_budget(
+    redis: Any,
+    runtime: CampaignRuntime,
+    campaign: Campaign,
+    groups: dict[tuple[int, bool], list[Rendered]],
+    gate: Gate,
+    now: datetime,
+) -> dict[tuple[int, bool], list[Rendered]]:
+    """Reserve each group's cost against the campaign's budget (shared by every worker); a group that no
+    longer fits waits, and the campaign pauses until someone raises the budget."""
+    if campaign.budget is None:
+        return groups
+    budget = Budget(redis, spent=lambda _: _spent_micros(campaign))
+    cap = int(Decimal(campaign.budget) * MICROS)
+    kept: dict[tuple[int, bool], list[Rendered]] = {}
+    for key, items in groups.items():
+        amount = int(_cost(runtime, key[0], items) * MICROS)
+        if await budget.spend(runtime.campaign_id, amount, cap):
+            kept[key] = items
+            continue
+        gate.retries += [Retry(i.due.id, now + timedelta(minutes=1), "budget_exhausted", None) for i in items]
+        gate.pause = "budget_exhausted"
+    return kept
+
+
+async def _spent_micros(campaign: Campaign) -> int:
+    return int(Decimal(campaign.spent or 0) * MICROS)
+
+
+async def _mark_sending(
     res: WorkerResources,
     runtime: CampaignRuntime,
     owner: str,
-    rendered: list[Rendered],
+    groups: dict[tuple[int, bool], list[Rendered]],
     gate: Gate,
     now: datetime,
-) -> list[SendOutcome]:
+) -> dict[tuple[int, bool], list[Rendered]]:
     """One transaction settles the rows the gates stopped and marks the rest ``sending`` (the write before
-    the call: the ambiguity window opens); then the provider gets the batch."""
+    the call: the ambiguity window opens)."""
+    kept: dict[tuple[int, bool], list[Rendered]] = {}
     async with res.sessions.begin() as session:
         await ledger.finish(session, gate.finals, owner=owner, from_state="queued", now=now)
         await ledger.retry_later(session, gate.retries, owner=owner, from_state="queued", now=now)
-        if not rendered:
-            return []
-        sending = set(
-            await ledger.mark_sending(
-                session,
-                campaign_id=runtime.campaign_id,
-                ids=[r.due.id for r in rendered],
-                owner=owner,
-                now=now,
-                lease_until=now + timedelta(seconds=res.settings.send_lease_s),
-            )
-        )
-    rendered[:] = [r for r in rendered if r.due.id in sending]
-    outbound = [
-        OutboundSms(
-            message_id=r.due.id,
-            to=r.due.address,
-            sender=runtime.sender,
-            body=r.body,
-            idempotency_key=r.due.idempotency_key or ledger.idempotency_key(runtime.campaign_id, r.due.id),
-            status_callback=res.extra.get("status_callback"),
-        )
-        for r in rendered
-    ]
-    return await runtime.channel_client.send_batch(outbound)
-
-
-async def _classify(
-    redis: Any, runtime: CampaignRuntime, rendered: list[Rendered], outcomes: list[SendOutcome], now: datetime
-) -> Writes:
-    writes = Writes()
-    by_id = {r.due.id: r for r in rendered}
-    for outcome in outcomes:
-        item = by_id[outcome.message_id]
-        if outcome.status == "sent":
-            segments = outcome.segments or item.segments
-            cost = runtime.price_per_segment * segments
-            writes.sent.append(
-                Sent(item.due.id, outcome.provider_message_id, segments, cost, outcome.possible_duplicate)
-            )
-            writes.spent += cost
-        elif outcome.status == "transient":
-            _transient(runtime, item, outcome, now, writes)
-        else:
-            writes.finals.append(
-                Final(item.due.id, "failed", outcome.reason or "rejected", outcome.error_detail)
-            )
-            if outcome.suppresses and outcome.reason:
-                reason = SUPPRESSION_REASON.get(outcome.reason, outcome.reason)
-                writes.suppress.append(
-                    (item.due.address, reason, f"provider, campaign {runtime.campaign_id}")
+        for (provider_id, duplicate), items in groups.items():
+            sending = set(
+                await ledger.mark_sending(
+                    session,
+                    campaign_id=runtime.campaign_id,
+                    ids=[item.due.id for item in items],
+                    owner=owner,
+                    now=now,
+                    lease_until=now + timedelta(seconds=res.settings.send_lease_s),
+                    provider_id=provider_id,
+                    possible_duplicate=duplicate,
                 )
-    await _throttle(redis, runtime, outcomes)
+            )
+            kept[(provider_id, duplicate)] = [item for item in items if item.due.id in sending]
+    return kept
+
+
+async def _send_all(
+    redis: Any, runtime: CampaignRuntime, composer: Composer, groups: dict[tuple[int, bool], list[Rendered]]
+) -> Writes:
+    jobs = [(runtime.providers[key[0]], items) for key, items in groups.items() if items]
+    answers = await asyncio.gather(*(_send_group(composer, route, items) for route, items in jobs))
+    writes = Writes()
+    now = datetime.now(UTC)
+    breakers = Breakers(redis)
+    for (route, items), outcomes in zip(jobs, answers, strict=True):
+        classify(runtime, route, items, outcomes, now, writes)
+        await throttle(redis, route, outcomes)
+        await breakers.record(route.provider_id, [(o.status, o.reason) for o in outcomes])
     return writes
 
 
-def _transient(
-    runtime: CampaignRuntime, item: Rendered, outcome: SendOutcome, now: datetime, writes: Writes
-) -> None:
-    attempts = item.due.attempts + 1
-    duplicate = outcome.possible_duplicate and not runtime.channel_client.supports_idempotency
-    if attempts >= runtime.max_attempts:
-        writes.finals.append(
-            Final(item.due.id, "failed", outcome.reason or "transient", outcome.error_detail)
-        )
-        return
-    # exponential back-off with full jitter, never sooner than the provider's Retry-After
-    delay = max(outcome.retry_after or 0.0, random.uniform(0, min(300.0, 2.0**attempts)))
-    writes.retries.append(
-        Retry(item.due.id, now + timedelta(seconds=delay), outcome.reason, outcome.error_detail, duplicate)
-    )
+async def _send_group(composer: Composer, route: ProviderRoute, items: list[Rendered]) -> list[SendOutcome]:
+    client = route.client
+    if composer.runtime.channel == "sms":
+        sms: list[OutboundSms] = [composer.sms(route, item) for item in items]
+        return await _as_sms(client).send_batch(sms)
+    emails: list[OutboundEmail] = [composer.email(route, item) for item in items]
+    return await _as_email(client).send_batch(emails)
 
 
-async def _throttle(redis: Any, runtime: CampaignRuntime, outcomes: list[SendOutcome]) -> None:
-    waits = [
-        o.retry_after
-        for o in outcomes
-        if o.status == "transient" and o.reason == "throttled" and o.retry_after
-    ]
-    if waits:
-        await RateLimiter(redis).block(f"provider.{runtime.provider_id}", max(waits))
+def _as_sms(client: SmsChannel | EmailChannel) -> SmsChannel:
+    return client  # type: ignore[return-value]  # the runtime built it for the campaign's channel
+
+
+def _as_email(client: SmsChannel | EmailChannel) -> EmailChannel:
+    return client  # type: ignore[return-value]
 
 
 async def _write_results(res: WorkerResources, runtime: CampaignRuntime, owner: str, writes: Writes) -> None:
     now = datetime.now(UTC)
     async with res.sessions.begin() as session:
-        await ledger.mark_sent(session, writes.sent, owner=owner, provider_id=runtime.provider_id, now=now)
+        for provider_id, sent in writes.sent.items():
+            await ledger.mark_sent(session, sent, owner=owner, provider_id=provider_id, now=now)
         await ledger.retry_later(session, writes.retries, owner=owner, from_state="sending", now=now)
         await ledger.finish(session, writes.finals, owner=owner, from_state="sending", now=now)
         await ledger.add_suppressions(session, runtime.workspace_id, runtime.channel, writes.suppress, now)
         await ledger.add_spent(session, runtime.campaign_id, writes.spent, now=now)
+
+
+async def _after(
+    ctx: dict[str, Any],
+    res: WorkerResources,
+    runtime: CampaignRuntime,
+    writes: Writes,
+    gate: Gate,
+    *,
+    budgeted: bool,
+) -> None:
+    redis = queue(ctx)
+    if budgeted and writes.refunds:
+        await Budget(redis).refund(runtime.campaign_id, int(writes.refunds * MICROS))
+    reason = gate.pause
+    if reason is None and await bounce_rate_exceeded(redis, runtime, writes):
+        reason = "bounce_rate"
+    if reason is not None:
+        await _auto_pause(res, runtime.campaign_id, reason)
+
+
+async def _auto_pause(res: WorkerResources, campaign_id: int, reason: str) -> None:
+    async with res.sessions.begin() as session:
+        moved = await campaigns_q.move_if(session, campaign_id, "running", "paused", now=datetime.now(UTC))
+        if moved:
+            await campaigns_q.set_fields(session, campaign_id, pause_reason=reason)
+    if moved:
+        log.warning("campaign.auto_paused", campaign_id=campaign_id, reason=reason)

@@ -87,6 +87,9 @@ async def _shutdown(ctx: dict[str, Any]) -> None:
         await forget_worker(session, res.worker_id)
     if res.cleaner is not None:
         res.cleaner.close()
+    pool = res.extra.pop("channel_pool", None)
+    if pool is not None:  # SMTP pools and SMPP binds say goodbye before the HTTP session goes
+        await pool.close()
     await res.http.close()
     await res.engine.dispose()
     log.info("worker.stopped", worker_id=res.worker_id, jobs_done=res.jobs_done)

@@ -39,6 +39,7 @@ class Campaign(WorkspaceOwned, Base):
     excluded: Mapped[int] = mapped_column(default=0)  # audience members with no usable address
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
+    pause_reason: Mapped[str | None] = mapped_column(sa.String(64))  # None: paused by a person
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
@@ -92,6 +93,8 @@ class Message(WorkspaceOwned, Base):
     error_code: Mapped[str | None] = mapped_column(sa.String(64))
     error_detail: Mapped[str | None] = mapped_column(sa.Text)
     possible_duplicate: Mapped[bool] = mapped_column(default=False)
+    # the last attempt may have reached provider_id (timeout, killed worker): routing pins the retry there
+    ambiguous: Mapped[bool] = mapped_column(default=False, server_default=sa.false())  # bulk INSERTs omit it
     queued_at: Mapped[datetime | None]
     sent_at: Mapped[datetime | None]
     delivered_at: Mapped[datetime | None]
@@ -105,7 +108,12 @@ class Event(WorkspaceOwned, Base):
     __tablename__ = "events"
     __table_args__ = (
         sa.UniqueConstraint("workspace_id", "dedupe_key"),
-        sa.Index("ix_events_campaign_kind", "campaign_id", "kind"),
+        # unique-contact counts per campaign and kind (response, opt-out, conversion rates)
+        sa.Index("ix_events_campaign_kind_contact", "campaign_id", "kind", "contact_id"),
+        # engagement segments: who clicked or replied in the last N days
+        sa.Index(
+            "ix_events_workspace_contact_kind_time", "workspace_id", "contact_id", "kind", "occurred_at"
+        ),
     )
 
     kind: Mapped[str] = mapped_column(sa.String(24))

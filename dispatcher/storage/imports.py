@@ -152,12 +152,12 @@ _ZONES_JSON: dict[tuple[str, ...], str] = {}  # few distinct zone lists: one per
 def encode_staged(import_id: int, accepted: tuple[Any, ...], *, copy: bool) -> Any:
     """One staged row (``accepted`` is a cleaner tuple: STAGE_COLUMNS without ``import_id``)."""
     values = [import_id, *accepted]
-    values[_ZONES] = _zones_json(tuple(values[_ZONES]))
+    values[_ZONES] = zones_json(tuple(values[_ZONES]))
     values[_ATTRIBUTES] = json.dumps(values[_ATTRIBUTES], ensure_ascii=False)
-    return _copy_line(values) if copy else tuple(values)
+    return copy_line(values) if copy else tuple(values)
 
 
-def _zones_json(zones: tuple[str, ...]) -> str:
+def zones_json(zones: tuple[str, ...]) -> str:
     found = _ZONES_JSON.get(zones)
     if found is None:
         if len(_ZONES_JSON) > 4096:
@@ -168,10 +168,10 @@ def _zones_json(zones: tuple[str, ...]) -> str:
 
 def encode_reject(import_id: int, line: int, reason: str, values: dict[str, str], *, copy: bool) -> Any:
     row = (import_id, line, reason, json.dumps(values, ensure_ascii=False))
-    return _copy_line(row) if copy else row
+    return copy_line(row) if copy else row
 
 
-def _copy_line(values: Sequence[Any]) -> str:
+def copy_line(values: Sequence[Any]) -> str:
     fields = [
         _COPY_NULL if v is None else ("t" if v else "f") if isinstance(v, bool) else str(v) for v in values
     ]

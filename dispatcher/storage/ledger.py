@@ -63,6 +63,8 @@ class Due:
     contact: dict[str, Any]
     time_zones: list[str]
     timezone: str | None
+    provider_id: int | None = None  # the provider of the last attempt
+    ambiguous: bool = False  # that attempt may have reached it
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +83,7 @@ class Retry:
     error_code: str | None
     error_detail: str | None
     possible_duplicate: bool = False
+    ambiguous: bool = False  # this attempt may have reached the provider: pin the retry to it
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +144,8 @@ async def load_leased(session: AsyncSession, ids: Sequence[int], owner: str) -> 
             Contact.timezone,
             Contact.attributes,
             Contact.time_zones,
+            Message.provider_id,
+            Message.ambiguous,
         )
         .join(Contact, Contact.id == Message.contact_id)
         .where(
@@ -172,6 +177,8 @@ def _due(row: Any) -> Due:
         contact=contact,
         time_zones=list(row.time_zones or []),
         timezone=row.timezone,
+        provider_id=row.provider_id,
+        ambiguous=bool(row.ambiguous),
     )
 
 
@@ -183,8 +190,13 @@ async def mark_sending(
     owner: str,
     now: datetime,
     lease_until: datetime,
+    provider_id: int | None = None,
+    possible_duplicate: bool = False,
 ) -> list[int]:
-    """The write before the provider call. Only rows still leased to ``owner`` move; those are sent."""
+    """The write before the provider call. Only rows still leased to ``owner`` move; those are sent.
+
+    ``provider_id`` is recorded now, not after the answer: should this attempt end in doubt, the retry
+    knows which provider may already have the message."""
     key = sa.literal(f"dsp-{campaign_id}-") + sa.cast(Message.id, sa.String)
     result = await session.execute(
         sa.update(Message)
@@ -199,6 +211,9 @@ async def mark_sending(
             idempotency_key=sa.func.coalesce(Message.idempotency_key, key),
             lease_until=lease_until,
             updated_at=now,
+            ambiguous=False,
+            possible_duplicate=Message.possible_duplicate | sa.literal(possible_duplicate),
+            **({"provider_id": provider_id} if provider_id is not None else {}),
         )
         .returning(Message.id)
         .execution_options(synchronize_session=False)
@@ -266,6 +281,7 @@ async def retry_later(
                 "code": r.error_code,
                 "detail": r.error_detail,
                 "dup": r.possible_duplicate,
+                "amb": r.ambiguous,
             }
             for r in rows
         ],
@@ -273,6 +289,7 @@ async def retry_later(
         from_state=from_state,
         now=now,
         state="planned",
+        ambiguous=_T.c.ambiguous | sa.bindparam("amb", type_=sa.Boolean),
         not_before=sa.bindparam("nb"),
         error_code=sa.bindparam("code"),
         error_detail=sa.bindparam("detail"),
@@ -329,7 +346,13 @@ async def release_expired_leases(
         .values(state="planned", lease_owner=None, lease_until=None, updated_at=now)
         .execution_options(synchronize_session=False)
     )
-    values: dict[str, Any] = {"state": "planned", "lease_owner": None, "lease_until": None, "updated_at": now}
+    values: dict[str, Any] = {
+        "state": "planned",
+        "lease_owner": None,
+        "lease_until": None,
+        "updated_at": now,
+        "ambiguous": True,  # routing pins it to its provider, or applies the duplicate policy
+    }
     if not resend_unacknowledged:
         values["possible_duplicate"] = True
     sending = await session.execute(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import re
 from typing import Any
 
 from aiohttp.test_utils import TestClient
@@ -47,7 +48,7 @@ async def test_every_endpoint_hides_other_workspaces(client: TestClient, make_ke
     for ep in build_registry().endpoints:
         if ep.scope is None:
             continue
-        params = [p.strip("{}") for p in ep.path.split("/") if p.startswith("{")]
+        params = re.findall(r"{(\w+)}", ep.path)
         missing = [p for p in params if p not in ids]
         assert not missing, f"add a maker for {missing} so {ep.method} {ep.path} is isolation-tested"
         path = ep.path
