@@ -15,17 +15,28 @@ Channel = Literal["sms", "email"]
 SENDER = r"^(\+[1-9][0-9]{6,14}|[A-Za-z0-9][A-Za-z0-9 ]{0,10}|[^@\s]{1,64}@[^@\s]{1,255})$"
 
 
-class TwilioConfig(Strict):
+class Routes(Strict):
+    """Narrows which messages this provider may carry; unset means all of its channel."""
+
+    prefixes: list[str] = Field(
+        default_factory=list, max_length=500, description="E.164 prefixes, e.g. +44 or +1212 (SMS)"
+    )
+    campaigns: list[int] = Field(default_factory=list, max_length=10_000, description="Campaign ids")
+
+    @field_validator("prefixes")
+    @classmethod
+    def _prefixes(cls, value: list[str]) -> list[str]:
+        bad = [p for p in value if not re.match(r"^\+[0-9]{1,14}$", p)]
+        if bad:
+            raise ValueError(f"not an E.164 prefix: {bad[0]!r}")
+        return value
+
+
+class _ProviderConfig(Strict):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, populate_by_name=True)
 
-    base_url: str = Field(
-        pattern=r"^https?://\S+$", max_length=500, description="e.g. https://api.twilio.com"
-    )
-    account_sid: str = Field(min_length=1, max_length=100)
-    auth_token: str | None = Field(
-        None, min_length=1, max_length=200, description="Write-only: never returned (see auth_token_set)"
-    )
     from_: list[str] = Field(alias="from", min_length=1, max_length=100, description="Sender numbers / IDs")
+    routes: Routes | None = None
 
     @field_validator("from_")
     @classmethod
@@ -39,11 +50,73 @@ class TwilioConfig(Strict):
         return self.model_dump(by_alias=True, exclude_none=True)
 
 
+class _SmsReplies(_ProviderConfig):
+    stop_reply: str | None = Field(None, min_length=1, max_length=320, description="Answer to STOP")
+    start_reply: str | None = Field(None, min_length=1, max_length=320, description="Answer to START")
+    help_reply: str | None = Field(None, min_length=1, max_length=320, description="Answer to HELP")
+
+
+class TwilioConfig(_SmsReplies):
+    """kind twilio_http: a Twilio-compatible REST API."""
+
+    base_url: str = Field(
+        pattern=r"^https?://\S+$", max_length=500, description="e.g. https://api.twilio.com"
+    )
+    account_sid: str = Field(min_length=1, max_length=100)
+    auth_token: str | None = Field(
+        None, min_length=1, max_length=200, description="Write-only: never returned (see auth_token_set)"
+    )
+    concurrency: int | None = Field(None, ge=1, le=1000, description="Requests in flight per worker")
+    timeout_s: float | None = Field(None, gt=0, le=300)
+    idempotency: bool | None = Field(None, description="The API honours an Idempotency-Key header")
+
+
+class SmppProviderConfig(_SmsReplies):
+    """kind smpp: an SMSC over SMPP 3.4 (transceiver bind)."""
+
+    host: str = Field(min_length=1, max_length=255)
+    port: int = Field(2775, ge=1, le=65535)
+    system_id: str = Field(min_length=1, max_length=15)
+    password: str | None = Field(None, max_length=8, description="Write-only: never returned")
+    system_type: str | None = Field(None, max_length=12)
+    window: int | None = Field(None, ge=1, le=1024, description="submit_sm in flight (default 64)")
+    registered_delivery: bool | None = Field(None, description="Ask for delivery receipts (default true)")
+    throttle_retry_after: float | None = Field(None, ge=0, le=3600)
+
+
+class SmtpProviderConfig(_ProviderConfig):
+    """kind smtp: an SMTP relay; ``from`` is the default From of campaigns that name none."""
+
+    from_: list[str] = Field(default_factory=list, alias="from", max_length=100, description="Default From")
+    host: str = Field(min_length=1, max_length=255)
+    port: int | None = Field(None, ge=1, le=65535, description="Default by tls: 25, 587 or 465")
+    tls: Literal["none", "starttls", "tls"] = "starttls"
+    username: str | None = Field(None, min_length=1, max_length=255)
+    password: str | None = Field(None, min_length=1, max_length=1024, description="Write-only")
+    local_hostname: str | None = Field(None, min_length=1, max_length=255)
+    connections: int | None = Field(None, ge=1, le=100)
+    timeout: float | None = Field(None, gt=0, le=300)
+    tls_verify: bool | None = None
+    mail_from: str | None = Field(None, max_length=320, description="Envelope sender (bounces go there)")
+    reply_to: str | None = Field(None, max_length=320)
+    message_id_domain: str | None = Field(None, max_length=253)
+    dkim_selector: str | None = Field(None, min_length=1, max_length=63)
+    dkim_domain: str | None = Field(None, min_length=1, max_length=253)
+    dkim_private_key: str | None = Field(
+        None, min_length=1, max_length=20_000, description="PEM; write-only: never returned"
+    )
+
+
+ProviderConfig = TwilioConfig | SmppProviderConfig | SmtpProviderConfig
+Kind = Literal["twilio_http", "smpp", "smtp"]
+_KIND_HELP = "twilio_http: Twilio-compatible REST API; smpp: SMPP 3.4 SMSC; smtp: SMTP relay (email)"
+
+
 class ProviderCreate(Strict):
     name: str = Field(min_length=1, max_length=100)
     channel: Channel = "sms"
-    kind: Literal["twilio_http"] = Field("twilio_http", description="twilio_http: Twilio-compatible REST API")
-    config: TwilioConfig
+    kind: Kind = Field("twilio_http", description=_KIND_HELP)
+    config: ProviderConfig = Field(description="Settings of the kind; secrets are write-only")
     price_per_segment: Decimal = Field(Decimal(0), ge=0, le=100, decimal_places=6)
     rate_limit_per_s: float | None = Field(
         None, gt=0, le=100_000, description="Messages per second, all workers"
@@ -55,8 +128,8 @@ class ProviderCreate(Strict):
 class ProviderUpdate(Strict):
     name: str | None = Field(None, min_length=1, max_length=100)
     channel: Channel | None = None
-    kind: Literal["twilio_http"] | None = None
-    config: TwilioConfig | None = Field(None, description="Replaces the config; a missing auth_token is kept")
+    kind: Kind | None = None
+    config: ProviderConfig | None = Field(None, description="Replaces the config; a missing secret is kept")
     price_per_segment: Decimal | None = Field(None, ge=0, le=100, decimal_places=6)
     rate_limit_per_s: float | None = Field(None, gt=0, le=100_000)
     priority: int | None = Field(None, ge=0, le=10_000)

@@ -13,7 +13,10 @@ from typing import Any
 
 from dispatcher.errors import InputError
 
-__all__ = ["SmppConfig", "smpp_config_from_dict"]
+__all__ = ["ENGINE_KEYS", "SmppConfig", "smpp_config_from_dict"]
+
+#: keys of the same provider config that the engine and the inbound handler read, not the connection
+ENGINE_KEYS = frozenset({"from", "routes", "stop_reply", "start_reply", "help_reply"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +81,7 @@ def smpp_config_from_dict(config: Mapping[str, Any]) -> SmppConfig:
     details = [
         {"field": key, "problem": problem}
         for key, value in config.items()
-        if (problem := _problem(str(key), value)) is not None
+        if key not in ENGINE_KEYS and (problem := _problem(str(key), value)) is not None
     ]
     details += [
         {"field": key, "problem": "is required"} for key in ("host", "system_id") if key not in config

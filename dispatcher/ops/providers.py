@@ -1,7 +1,9 @@
 """Provider accounts: where a campaign's messages go out, and what each costs.
 
-Secrets in ``config`` (``auth_token``) are write-only: stored, used by the channel, never returned
-(:func:`public_config` shows ``auth_token_set`` instead). An update that leaves the secret out keeps it.
+Secrets in ``config`` (``auth_token``, ``password``, ``dkim_private_key``) are write-only: stored, used by
+the channel, never returned (:func:`public_config` shows ``auth_token_set`` and so on instead). An update
+that leaves a secret out keeps it. Each kind's config is checked by its channel's own validator before it
+is stored, so a provider that would fail to connect for a config reason is refused at the API.
 A provider that a campaign still points at cannot be deleted: disable it instead.
 """
 
@@ -13,13 +15,32 @@ from typing import Any, Final
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from dispatcher.channels.smpp_config import smpp_config_from_dict
+from dispatcher.channels.smtp_config import smtp_config_from_dict
 from dispatcher.core.lifecycle import ACTIVE_STATES
 from dispatcher.errors import ConflictError, InputError, NotFoundError
 from dispatcher.storage import providers as store
 from dispatcher.storage.content import Provider
 
-SECRET_KEYS: Final = ("auth_token",)
-CHANNEL_OF_KIND: Final = {"twilio_http": "sms"}
+SECRET_KEYS: Final = ("auth_token", "password", "dkim_private_key")
+CHANNEL_OF_KIND: Final = {"twilio_http": "sms", "smpp": "sms", "smtp": "email"}
+_REQUIRED_SECRETS: Final = {"twilio_http": ("auth_token",)}
+
+
+def _check_config(kind: str, config: Mapping[str, Any]) -> None:
+    """The channel's own validator (reconnect delays, DKIM pairs, TLS ports...); its InputError names the
+    key, prefixed here with ``config.`` so it points into the request body."""
+    check = {"smpp": smpp_config_from_dict, "smtp": smtp_config_from_dict}.get(kind)
+    try:
+        if check is not None:
+            check(config)
+    except InputError as error:
+        details = [{**d, "field": f"config.{d.get('field', '')}"} for d in error.details or []]
+        raise InputError(error.message, details=details) from None
+    for key in _REQUIRED_SECRETS.get(kind, ()):
+        if not config.get(key):
+            message = f"{key} is required for a {kind} provider"
+            raise InputError(message, details=[{"field": f"config.{key}", "message": message}])
 
 
 def public_config(config: Mapping[str, Any]) -> dict[str, Any]:
@@ -49,9 +70,7 @@ async def create_provider(
     session: AsyncSession, workspace_id: int, values: Mapping[str, Any], *, now: datetime
 ) -> Provider:
     _check_kind(values["kind"], values["channel"])
-    if not values["config"].get("auth_token"):
-        message = "auth_token is required for a new provider"
-        raise InputError(message, details=[{"field": "config.auth_token", "message": message}])
+    _check_config(values["kind"], values["config"])
     return await store.add_provider(session, workspace_id=workspace_id, now=now, **values)
 
 
@@ -60,13 +79,18 @@ async def update_provider(
 ) -> Provider:
     provider = await get_provider(session, workspace_id, provider_id)
     merged = dict(changes)
-    if "config" in merged:
+    kind = merged.get("kind", provider.kind)
+    if "config" in merged and kind == provider.kind:
         config = dict(merged["config"])
         for key in SECRET_KEYS:
             if not config.get(key) and provider.config.get(key):
                 config[key] = provider.config[key]  # left out of the update: kept
         merged["config"] = config
-    _check_kind(merged.get("kind", provider.kind), merged.get("channel", provider.channel))
+    elif kind != provider.kind and "config" not in merged:
+        message = f"changing kind to {kind} needs a config for it"
+        raise InputError(message, details=[{"field": "config", "message": message}])
+    _check_kind(kind, merged.get("channel", provider.channel))
+    _check_config(kind, merged.get("config", provider.config))
     changes_channel = "channel" in merged and merged["channel"] != provider.channel
     if changes_channel and await store.campaigns_using(session, workspace_id, provider_id):
         raise ConflictError(f"provider {provider_id} is used by campaigns: its channel cannot change")

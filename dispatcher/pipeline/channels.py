@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from dispatcher.channels.base import EmailChannel, SmsChannel
+from dispatcher.channels.smpp import smpp_channel_from_config
 from dispatcher.channels.smtp import smtp_channel_from_config
 from dispatcher.channels.twilio_http import TwilioHttpChannel
 from dispatcher.errors import InputError
 from dispatcher.pipeline.context import WorkerResources
+from dispatcher.pipeline.smpp_events import SmppEvents
 from dispatcher.storage.content import Provider
 
 
@@ -27,6 +29,13 @@ def channel_factory(res: WorkerResources) -> Callable[[Provider], SmsChannel | E
             )
         if provider.kind == "smtp":
             return smtp_channel_from_config(config)
+        if provider.kind == "smpp":
+            events = SmppEvents(provider, res.sessions)
+            channel = smpp_channel_from_config(
+                config, on_receipt=events.on_receipt, on_inbound=events.on_inbound
+            )
+            events.channel = channel
+            return channel
         raise InputError(f"provider kind {provider.kind!r} has no channel")
 
     return build

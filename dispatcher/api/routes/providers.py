@@ -97,7 +97,7 @@ def register(api: Registry) -> None:
         get_provider
     )
     api.route(
-        "PUT", path, summary="Change a provider (enabled=false disables it; a missing auth_token is kept)",
+        "PUT", path, summary="Change a provider (enabled=false disables it; a missing secret is kept)",
         scope="write", body=ProviderUpdate, response=ProviderOut, errors=(409,), tags=_TAGS,
     )(update_provider)  # fmt: skip
     api.route(
