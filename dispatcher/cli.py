@@ -201,6 +201,56 @@ def fake_sms(
     serve_fake_sms(host, port, config)
 
 
+@main.command("fake-smtp")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=2525, show_default=True)
+@click.option("--http-port", type=int, default=8025, show_default=True, help="/_stub/stats and messages")
+@click.option("--bounce-prefix", default="bounce", show_default=True, help="Local parts always 550 5.1.1")
+@click.option("--rate-4xx", type=float, default=0.0, help="Share of RCPTs answered 451")
+@click.option("--rate-5xx", type=float, default=0.0, help="Share of RCPTs answered 550")
+@click.option("--rate-reject-data", type=float, default=0.0, help="Share refused after DATA (554)")
+@click.option("--rate-drop", type=float, default=0.0, help="Share stored, then the connection cut")
+@click.option("--latency", type=float, default=0.0, help="Seconds before answering DATA")
+@click.option("--username", default=None, help="Require AUTH with this user (and --password)")
+@click.option("--password", default=None)
+@click.option("--maildir", default=None, type=click.Path(file_okay=False), help="Also write messages here")
+@click.option("--seed", type=int, default=None, help="Seed for reproducible faults")
+def fake_smtp(
+    host: str,
+    port: int,
+    http_port: int,
+    bounce_prefix: str,
+    rate_4xx: float,
+    rate_5xx: float,
+    rate_reject_data: float,
+    rate_drop: float,
+    latency: float,
+    username: str | None,
+    password: str | None,
+    maildir: str | None,
+    seed: int | None,
+) -> None:
+    """Local SMTP sink that stores what it receives and can answer with chosen errors."""
+    from dispatcher.channels.fake_smtp import serve_fake_smtp
+    from dispatcher.channels.fake_smtp_store import FakeSmtpConfig
+
+    config = FakeSmtpConfig(
+        seed=seed,
+        bounce_prefix=bounce_prefix or None,
+        rate_4xx=rate_4xx,
+        rate_5xx=rate_5xx,
+        rate_reject_data=rate_reject_data,
+        rate_drop_after_data=rate_drop,
+        latency=latency,
+        username=username,
+        password=password,
+        maildir=maildir,
+    )
+    click.echo(f"fake SMTP sink on {host}:{port}, stats on http://{host}:{http_port}/_stub/stats", err=True)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve_fake_smtp(host, port, http_port, config))
+
+
 for tool in TOOLS:
     main.add_command(tool)
 
