@@ -76,17 +76,18 @@ async def run_campaign(
         },
     )
     await call("POST", f"/v1/campaigns/{campaign['id']}/start", key, 200)
-    return await _watch(call, say, key, campaign["id"])
+    return await watch(call, say, key, campaign["id"])
 
 
-async def _watch(call: Call, say: Say, key: str, campaign_id: int) -> dict[str, Any]:
+async def watch(call: Call, say: Say, key: str, campaign_id: int) -> dict[str, Any]:
     body: dict[str, Any] = {}
     for _ in range(600):
         body = await call("GET", f"/v1/campaigns/{campaign_id}", key, 200)
         p = body["progress"]
         say(
             f"GET  /v1/campaigns/{campaign_id}      {body['state']:<10} planned {p['planned']:>4}  "
-            f"queued {p['queued']:>3}  sent {p['sent']:>4}  failed {p['failed']}  spent {p['spent']}"
+            f"queued {p['queued']:>3}  sent {p['sent']:>4}  delivered {p['delivered']:>4}  "
+            f"failed {p['failed']}  spent {p['spent']}"
         )
         if body["state"] in {"completed", "cancelled"}:
             break

@@ -15,6 +15,7 @@ caller's running loop, so tests read the store directly and any free port works.
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import ssl
 import warnings
@@ -205,6 +206,8 @@ async def start_fake_smtp(
     ``tls_context`` the sink offers STARTTLS and requires it (AUTH only over TLS then).
     """
     config = config or FakeSmtpConfig()
+    # aiosmtpd logs every SMTP command at INFO: with thousands of messages that drowns everything else
+    logging.getLogger("mail.log").setLevel(logging.WARNING)
     state = FakeSmtp(config, FakeSmtpStore(keep_data=config.keep_data, maildir=config.maildir), host)
     server = await asyncio.get_running_loop().create_server(_protocol_factory(state, tls_context), host, port)
     state.port = server.sockets[0].getsockname()[1]
