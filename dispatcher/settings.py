@@ -37,6 +37,8 @@ class Settings:
     queue_lease_s: int = 300  # a claimed row waits this long for its send job before being handed back
     clean_processes: int | None = None  # cleaning processes per worker: None = one per core, 0 = inline
     environment: str = "development"
+    # Tenants may point provider URLs and hosts at private/loopback addresses: only for local stand-ins.
+    allow_private_provider_urls: bool = False
 
     @property
     def is_sqlite(self) -> bool:
@@ -73,6 +75,8 @@ class Settings:
             if env.get("DISPATCHER_CLEAN_PROCESSES")
             else None,
             environment=env.get("DISPATCHER_ENV", "development"),
+            allow_private_provider_urls=env.get("DISPATCHER_ALLOW_PRIVATE_PROVIDER_URLS", "0")
+            in {"1", "true", "yes"},
         )
 
 
