@@ -7,9 +7,11 @@ green CI always means the real services were exercised.
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 import shutil
 import socket
+import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -138,6 +140,7 @@ def settings(db_url: str, clean_redis: str, tmp_path: Path) -> Settings:
         queue_name=f"dispatcher:test:{os.getpid()}",
         worker_shutdown_wait_s=5,
         clean_processes=0,
+        allow_private_provider_urls=True,  # the stand-ins listen on 127.0.0.1
     )
 
 
@@ -163,3 +166,18 @@ async def make_key(settings: Settings) -> AsyncIterator[KeyMaker]:
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture(scope="session")
+def rsa_key(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, bytes]:
+    """(private key PEM, DNS TXT record) of a fresh 2048-bit key."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("needs the openssl command to make an RSA key")
+    directory = tmp_path_factory.mktemp("dkim")
+    private = directory / "key.pem"
+    subprocess.run([openssl, "genrsa", "-out", str(private), "2048"], check=True, capture_output=True)
+    public = subprocess.run(
+        [openssl, "rsa", "-in", str(private), "-pubout", "-outform", "DER"], check=True, capture_output=True
+    ).stdout
+    return private.read_text(), b"v=DKIM1; k=rsa; p=" + base64.b64encode(public)

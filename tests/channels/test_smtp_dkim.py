@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import base64
 import re
-import shutil
-import subprocess
 from pathlib import Path
 
 import dkim  # type: ignore[import-untyped]
@@ -19,21 +17,6 @@ from dispatcher.core.mime import MimeSkeleton
 from dispatcher.errors import InputError
 
 SELECTOR, DOMAIN = "mail2026", "shop.example"
-
-
-@pytest.fixture(scope="module")
-def rsa_key(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, bytes]:
-    """(private key PEM, DNS TXT record) of a fresh 2048-bit key."""
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        pytest.skip("needs the openssl command to make an RSA key")
-    directory = tmp_path_factory.mktemp("dkim")
-    private = directory / "key.pem"
-    subprocess.run([openssl, "genrsa", "-out", str(private), "2048"], check=True, capture_output=True)
-    public = subprocess.run(
-        [openssl, "rsa", "-in", str(private), "-pubout", "-outform", "DER"], check=True, capture_output=True
-    ).stdout
-    return private.read_text(), b"v=DKIM1; k=rsa; p=" + base64.b64encode(public)
 
 
 def dns_for(record: bytes) -> object:

@@ -22,7 +22,6 @@ from dispatcher.storage.content import Provider, Template, TemplateVersion
 from dispatcher.storage.engine import create_engine, session_factory
 from dispatcher.storage.keys import get_or_create_workspace
 from tests.channels.test_smtp_dkim import DOMAIN, dns_for
-from tests.channels.test_smtp_dkim import rsa_key as rsa_key_fixture  # noqa: F401 - registers "rsa_key"
 from tests.pipeline.campaign_setup import ledger_states, messages_by, run_rounds
 
 SUBJECT = "{{ first_name }}, 30 % off — this week only"
