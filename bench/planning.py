@@ -94,7 +94,8 @@ async def seed(count: int, now: datetime) -> tuple[int, int, int, list[int]]:
         target = await list_ops.create_list(session, workspace_id, name="bench", default_region="US", now=now)
         provider = await provider_ops.create_provider(
             session, workspace_id,
-            {"name": "stub", "channel": "sms", "kind": "twilio_http", "config": STUB_CONFIG}, now=now
+            {"name": "stub", "channel": "sms", "kind": "twilio_http", "config": STUB_CONFIG}, now=now,
+            allow_private=True,
         )  # fmt: skip
         templates = []
         for name in ("A", "B"):

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
+from dispatcher.core.mime_headers import idna_domain, split_mailbox
 from dispatcher.errors import InputError
 
 __all__ = ["DEFAULT_PORTS", "SmtpConfig", "TlsMode", "smtp_config_from_dict"]
@@ -84,7 +85,29 @@ def _problem(key: str, value: Any) -> str | None:
         return None if value in DEFAULT_PORTS else "must be one of none, starttls, tls"
     if key == "tls_verify":
         return None if isinstance(value, bool) else "must be true or false"
+    if key in _HEADER_KEYS:
+        return _header_problem(key, value)
     return None if key in ENGINE_KEYS else "is not a known setting"
+
+
+_HEADER_KEYS: Final = frozenset({"from", "mail_from", "reply_to", "message_id_domain"})
+
+
+def _header_problem(key: str, value: Any) -> str | None:
+    """These end up in headers or the envelope of every message: a bad one is refused when saved, not
+    discovered by failing every send of the provider."""
+    values = value if key == "from" and isinstance(value, list) else [value]
+    for one in values:
+        if not isinstance(one, str):
+            return "must be text"
+        try:
+            if key == "message_id_domain":
+                idna_domain(key, one)
+            else:
+                split_mailbox(key, one)
+        except InputError as error:
+            return error.message.removeprefix(f"{key} ")
+    return None
 
 
 def _pair_problems(config: Mapping[str, Any]) -> list[dict[str, str]]:

@@ -84,7 +84,10 @@ DEFAULT_LIMITS: Final[Mapping[Part, RenderLimits]] = MappingProxyType(
 
 _PUBLIC_FILTERS: Final = frozenset(FILTERS)
 # What a template can make a render raise; anything else is a bug of ours and must not be dressed as a 422.
-_RENDER_FAILURES: Final = (RenderLimitError, jinja2.TemplateError, TypeError, ValueError, ArithmeticError)
+# OSError: zoneinfo answers a zone name like "America" (a directory) or one too long for a path with it.
+_RENDER_FAILURES: Final = (
+    RenderLimitError, jinja2.TemplateError, TypeError, ValueError, ArithmeticError, OSError,
+)  # fmt: skip
 _UNDEFINED_VARIABLE: Final = re.compile(r"'(?P<name>[^']*)' is undefined")
 _UNDEFINED_MEMBER: Final = re.compile(r"has no (?:attribute|element) '?(?P<name>[^']*)'?")
 
@@ -159,6 +162,8 @@ def _render_error(exc: Exception, part: Part) -> TemplateError:
         message = str(exc)
         match = _UNDEFINED_VARIABLE.fullmatch(message) or _UNDEFINED_MEMBER.search(message)
         detail |= {"reason": "undefined_variable", "variable": match["name"] if match else None}
+    elif isinstance(exc, OSError):  # its text holds a server path: say what failed, not where
+        detail["reason"], message = "invalid_value", "a value names no usable time zone or file"
     else:
         detail["reason"], message = "invalid_value", str(exc)
     return TemplateError(f"{part} template: {message}", details=[detail])

@@ -101,7 +101,7 @@ def _zone(name: Any) -> tzinfo:
         return name
     try:
         return ZoneInfo(str(name))
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # "America" is a directory: IsADirectoryError
         raise ValueError(f"unknown time zone {name!r:.40}") from None
 
 

@@ -9,6 +9,7 @@ A provider that a campaign still points at cannot be deleted: disable it instead
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Final
@@ -18,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from dispatcher.channels.smpp_config import smpp_config_from_dict
 from dispatcher.channels.smtp_config import smtp_config_from_dict
 from dispatcher.core.lifecycle import ACTIVE_STATES
+from dispatcher.core.netguard import check_public_host, check_public_url, url_host
 from dispatcher.errors import ConflictError, InputError, NotFoundError
 from dispatcher.storage import providers as store
 from dispatcher.storage.content import Provider
@@ -25,6 +27,7 @@ from dispatcher.storage.content import Provider
 SECRET_KEYS: Final = ("auth_token", "password", "dkim_private_key")
 CHANNEL_OF_KIND: Final = {"twilio_http": "sms", "smpp": "sms", "smtp": "email"}
 _REQUIRED_SECRETS: Final = {"twilio_http": ("auth_token",)}
+_RESOLVE_S: Final = 2.0
 
 
 def _check_config(kind: str, config: Mapping[str, Any]) -> None:
@@ -41,6 +44,32 @@ def _check_config(kind: str, config: Mapping[str, Any]) -> None:
         if not config.get(key):
             message = f"{key} is required for a {kind} provider"
             raise InputError(message, details=[{"field": f"config.{key}", "message": message}])
+
+
+async def _resolve(host: str | None) -> list[str]:
+    """Addresses the name resolves to now; none when it does not resolve (the send will fail instead)."""
+    if not host:
+        return []
+    try:
+        found = await asyncio.wait_for(asyncio.get_running_loop().getaddrinfo(host, None), _RESOLVE_S)
+    except (OSError, TimeoutError, UnicodeError):
+        return []
+    return [str(info[4][0]) for info in found]
+
+
+async def _check_network(kind: str, config: Mapping[str, Any], *, allow_private: bool) -> None:
+    """A tenant must not aim our workers at our own network (SSRF). Checked when saved; a name that later
+    re-resolves to a private address is the channel's problem, not this check's."""
+    if allow_private:
+        return
+    if kind == "twilio_http":
+        url = str(config.get("base_url") or "")
+        resolved = await _resolve(url_host(url))
+        check_public_url(url, allow_private=False, field="config.base_url", resolved=resolved)
+    elif "host" in config:
+        host = str(config["host"])
+        resolved = await _resolve(host)
+        check_public_host(host, allow_private=False, field="config.host", resolved=resolved)
 
 
 def public_config(config: Mapping[str, Any]) -> dict[str, Any]:
@@ -67,15 +96,26 @@ async def get_provider(session: AsyncSession, workspace_id: int, provider_id: in
 
 
 async def create_provider(
-    session: AsyncSession, workspace_id: int, values: Mapping[str, Any], *, now: datetime
+    session: AsyncSession,
+    workspace_id: int,
+    values: Mapping[str, Any],
+    *,
+    now: datetime,
+    allow_private: bool = False,
 ) -> Provider:
     _check_kind(values["kind"], values["channel"])
     _check_config(values["kind"], values["config"])
+    await _check_network(values["kind"], values["config"], allow_private=allow_private)
     return await store.add_provider(session, workspace_id=workspace_id, now=now, **values)
 
 
 async def update_provider(
-    session: AsyncSession, workspace_id: int, provider_id: int, changes: Mapping[str, Any]
+    session: AsyncSession,
+    workspace_id: int,
+    provider_id: int,
+    changes: Mapping[str, Any],
+    *,
+    allow_private: bool = False,
 ) -> Provider:
     provider = await get_provider(session, workspace_id, provider_id)
     merged = dict(changes)
@@ -91,6 +131,8 @@ async def update_provider(
         raise InputError(message, details=[{"field": "config", "message": message}])
     _check_kind(kind, merged.get("channel", provider.channel))
     _check_config(kind, merged.get("config", provider.config))
+    if "config" in merged:
+        await _check_network(kind, merged["config"], allow_private=allow_private)
     changes_channel = "channel" in merged and merged["channel"] != provider.channel
     if changes_channel and await store.campaigns_using(session, workspace_id, provider_id):
         raise ConflictError(f"provider {provider_id} is used by campaigns: its channel cannot change")

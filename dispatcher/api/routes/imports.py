@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 from aiohttp import BodyPartReader, MultipartReader, StreamReader, web
 
-from dispatcher.api.http import dump, path_id, validate
+from dispatcher.api.http import dump, open_multipart, path_id, validate
 from dispatcher.api.keys import REDIS, SESSIONS, SETTINGS, principal
 from dispatcher.api.registry import Registry
 from dispatcher.api.schemas import ImportOut, ImportQuery
@@ -27,7 +27,7 @@ async def create_import(request: web.Request) -> web.Response:
     list_id = path_id(request, "list_id")
     fields = dict(request.query)
     if request.content_type == "multipart/form-data":
-        reader = await request.multipart()
+        reader = await open_multipart(request)
         part, form = await _file_part(reader)
         fields.update(form)
         body, filename = _chunks(part), part.filename
@@ -144,7 +144,7 @@ async def get_rejects(request: web.Request) -> web.StreamResponse:
         columns = list(job.columns)
         buffer = io.StringIO()
         writer = csv.writer(buffer)
-        writer.writerow(["row_number", "reason", *columns])
+        writer.writerow(["row_number", "reason", *map(safe_cell, columns)])
         async for reject in store.iter_rejects(session, import_id):
             writer.writerow([reject.row_number, reject.reason, *_values(reject.values, columns)])
             if buffer.tell() > 64 * 1024:

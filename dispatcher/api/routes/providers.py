@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatcher.api.http import dump, next_cursor, parse_body, parse_query, path_id
 from dispatcher.api.idempotency import create_once
-from dispatcher.api.keys import SESSIONS, principal
+from dispatcher.api.keys import SESSIONS, SETTINGS, principal
 from dispatcher.api.registry import Registry
 from dispatcher.api.schemas_providers import (
     ProviderCreate,
@@ -37,9 +37,12 @@ async def create_provider(request: web.Request) -> web.Response:
     body = await parse_body(request, ProviderCreate)
     workspace_id = principal(request).workspace_id
     values = {**body.model_dump(exclude={"config"}), "config": body.config.stored()}
+    allow_private = request.app[SETTINGS].allow_private_provider_urls
 
     async def create(session: AsyncSession) -> ProviderOut:
-        row = await ops.create_provider(session, workspace_id, values, now=datetime.now(UTC))
+        row = await ops.create_provider(
+            session, workspace_id, values, now=datetime.now(UTC), allow_private=allow_private
+        )
         return provider_out(row)
 
     return await create_once(request, body, create)
@@ -71,7 +74,13 @@ async def update_provider(request: web.Request) -> web.Response:
     provider_id = path_id(request, "provider_id")
     body = await parse_body(request, ProviderUpdate)
     async with request.app[SESSIONS].begin() as session:
-        row = await ops.update_provider(session, principal(request).workspace_id, provider_id, body.changes())
+        row = await ops.update_provider(
+            session,
+            principal(request).workspace_id,
+            provider_id,
+            body.changes(),
+            allow_private=request.app[SETTINGS].allow_private_provider_urls,
+        )
         out = provider_out(row)
     return dump(out)
 
