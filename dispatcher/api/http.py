@@ -6,7 +6,9 @@ import json
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
-from aiohttp import web
+from aiohttp import MultipartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
+from multidict import MultiDictProxy
 from pydantic import BaseModel, ValidationError
 
 from dispatcher.api.keys import SETTINGS
@@ -38,6 +40,25 @@ async def read_json(request: web.Request) -> Any:
         ) from None
     except ValueError as exc:  # e.g. an integer literal beyond Python's digit limit
         raise MalformedBodyError(f"body is not acceptable JSON: {exc}") from None
+    except RecursionError:
+        raise MalformedBodyError("body is not acceptable JSON: nested too deeply") from None
+
+
+_BAD_MULTIPART = "malformed form body: no boundary, or broken part headers"
+
+
+async def open_multipart(request: web.Request) -> MultipartReader:
+    try:
+        return await request.multipart()
+    except (ValueError, HttpProcessingError):  # e.g. multipart/form-data without a boundary
+        raise MalformedBodyError(_BAD_MULTIPART) from None
+
+
+async def read_form(request: web.Request) -> MultiDictProxy[str | bytes | bytearray | web.FileField]:
+    try:
+        return await request.post()
+    except (ValueError, HttpProcessingError):
+        raise MalformedBodyError(_BAD_MULTIPART) from None
 
 
 async def parse_body(request: web.Request, model: type[M]) -> M:
@@ -48,6 +69,13 @@ async def parse_body(request: web.Request, model: type[M]) -> M:
 
 
 def parse_query(request: web.Request, model: type[M]) -> M:
+    # dict() would silently keep one of ?limit=1&limit=500: ambiguous input is refused instead
+    repeated = sorted({name for name in request.query if len(request.query.getall(name)) > 1})
+    if repeated:
+        raise InputError(
+            "query parameter given more than once",
+            details=[{"field": name, "message": "give it once"} for name in repeated],
+        )
     return validate(model, dict(request.query))
 
 

@@ -4,6 +4,7 @@ so a retried request (client timeout, proxy replay) gets that reply and creates 
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -14,10 +15,22 @@ from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatcher.api.keys import SESSIONS, principal
+from dispatcher.api.registry import IDEMPOTENCY_KEY
 from dispatcher.errors import ConflictError, InputError
 from dispatcher.storage.idempotency import find_reply, store_reply
 
 Create = Callable[[AsyncSession], Awaitable[BaseModel]]
+_KEY = re.compile(IDEMPOTENCY_KEY)
+
+
+def check_key(request: web.Request) -> None:
+    """Every authenticated POST documents the header, so every one refuses a malformed value alike."""
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and _KEY.fullmatch(key) is None:
+        raise InputError(
+            "Idempotency-Key must be 1 to 200 visible ASCII characters",
+            details=[{"field": "Idempotency-Key", "message": "1 to 200 characters from ! to ~"}],
+        )
 
 
 async def create_once(
@@ -29,8 +42,6 @@ async def create_once(
         async with request.app[SESSIONS].begin() as session:
             result = await create(session)
         return web.json_response(text=result.model_dump_json(), status=status)
-    if not 1 <= len(key) <= 200:
-        raise InputError("Idempotency-Key must be 1 to 200 characters")
     fingerprint = hashlib.sha256(
         f"{request.method} {request.path} {payload.model_dump_json()}".encode()
     ).hexdigest()

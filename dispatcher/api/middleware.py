@@ -5,27 +5,23 @@ from __future__ import annotations
 import time
 
 import redis.exceptions
-import sqlalchemy.exc
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Handler
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
+from dispatcher.api.idempotency import check_key
 from dispatcher.api.keys import ENDPOINTS, PRINCIPAL_KEY, REDIS, SESSIONS, SETTINGS
 from dispatcher.errors import DispatcherError, PayloadTooLargeError, RateLimitedError, UnavailableError
 from dispatcher.logs import get_logger
 from dispatcher.ops.auth import authenticate
+from dispatcher.storage.engine import connection_lost
 
 log = get_logger(__name__)
 
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large", 400: "bad_request"}
-_UNAVAILABLE = (
-    sqlalchemy.exc.OperationalError,
-    sqlalchemy.exc.InterfaceError,
-    sqlalchemy.exc.TimeoutError,
-    redis.exceptions.ConnectionError,
-    redis.exceptions.TimeoutError,
-    ConnectionError,
-)
+_REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+_RETRY_AFTER_S = {429: "1", 503: "5"}
 
 
 def error_body(status: int, code: str, message: str, details: list[object] | None = None) -> web.Response:
@@ -38,20 +34,34 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except DispatcherError as exc:
-        response = web.json_response(exc.to_body(), status=exc.status)
-        if isinstance(exc, RateLimitedError):
-            response.headers["Retry-After"] = "1"
-        return response
+        return _with_retry_after(web.json_response(exc.to_body(), status=exc.status))
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        return error_body(exc.status, _HTTP_CODES.get(exc.status, "http_error"), exc.reason)
-    except _UNAVAILABLE as exc:
-        log.warning("request.unavailable", error=type(exc).__name__, path=request.path)
-        return error_body(503, UnavailableError.code, "database or Redis unavailable; retry shortly")
-    except Exception:
+        return _http_error(exc)
+    except HttpProcessingError:  # a multipart part with broken headers, read while the handler streams it
+        return error_body(400, "malformed_body", "malformed body: broken part headers or framing")
+    except Exception as exc:
+        if isinstance(exc, _REDIS_DOWN) or connection_lost(exc):
+            # an outage, not a bug: clients retry, and the pool replaces dead connections meanwhile
+            log.warning("request.unavailable", error=type(exc).__name__, path=request.path)
+            unavailable = UnavailableError("database or Redis unavailable; retry shortly")
+            return _with_retry_after(web.json_response(unavailable.to_body(), status=503))
         log.exception("request.failed", method=request.method, path=request.path)
         return error_body(500, "internal", "internal error; it has been logged")
+
+
+def _with_retry_after(response: web.Response) -> web.Response:
+    if response.status in _RETRY_AFTER_S:
+        response.headers["Retry-After"] = _RETRY_AFTER_S[response.status]
+    return response
+
+
+def _http_error(exc: web.HTTPException) -> web.Response:
+    response = error_body(exc.status, _HTTP_CODES.get(exc.status, "http_error"), exc.reason)
+    if isinstance(exc, web.HTTPMethodNotAllowed):  # RFC 9110: a 405 lists what the resource supports
+        response.headers["Allow"] = ", ".join(sorted(exc.allowed_methods))
+    return response
 
 
 def metrics_middleware(registry: CollectorRegistry) -> web.middleware:  # type: ignore[valid-type]
@@ -89,6 +99,8 @@ async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
     found.require(endpoint.scope)
     request[PRINCIPAL_KEY] = found
     await _rate_limit(request, found.key_id)
+    if request.method == "POST":
+        check_key(request)
     return await handler(request)
 
 

@@ -37,6 +37,8 @@ class Endpoint:
     tags: tuple[str, ...] = ()
     raw_response: str | None = None  # e.g. "text/plain" for /metrics
     raw_body: tuple[str, ...] = ()  # streamed bodies such as CSV uploads
+    also_returns: tuple[str, ...] = ()  # other media types of the success reply, e.g. text/csv exports
+    error_type: str = "application/json"  # media type of the handler's own ``errors`` (HTML pages: text/html)
 
     @property
     def name(self) -> str:
@@ -132,15 +134,22 @@ def _operation(ep: Endpoint) -> dict[str, Any]:
 def _raw_schema(content_type: str) -> dict[str, Any]:
     binary = {"type": "string", "format": "binary"}
     if content_type == "multipart/form-data":
-        return {"schema": {"type": "object", "properties": {"file": binary}, "required": ["file"]}}
+        form = {"type": "object", "properties": {"file": binary}, "required": ["file"]}
+        return {"schema": {**form, "additionalProperties": False}}
     return {"schema": binary}
 
 
+IDEMPOTENCY_KEY = r"^[!-~]{1,200}$"  # 1 to 200 visible ASCII characters
+
+
 def _path_schema(name: str) -> dict[str, Any]:
-    """Ids are positive integers; other path parts (link codes, signed tokens) are opaque strings."""
-    if name.endswith("_id") or name == "version":
-        return {"type": "integer", "minimum": 1}
-    return {"type": "string", "maxLength": 200}
+    """Ids are positive integers; other path parts (link codes, signed tokens) are opaque strings that any
+    value may take: an unknown one is a 404, and the open pixel answers its GIF whatever the token."""
+    if name == "version":
+        return {"type": "integer", "minimum": 1, "maximum": 2**31 - 1}
+    if name.endswith("_id"):
+        return {"type": "integer", "minimum": 1, "maximum": 10**18 - 1}
+    return {"type": "string"}
 
 
 def _parameters(ep: Endpoint) -> list[dict[str, Any]]:
@@ -154,31 +163,36 @@ def _parameters(ep: Endpoint) -> list[dict[str, Any]]:
         for name, prop in schema.get("properties", {}).items():
             params.append({"name": name, "in": "query", "required": name in required, "schema": prop})
     if ep.method == "POST" and ep.scope is not None:
-        params.append(
-            {"name": "Idempotency-Key", "in": "header", "required": False, "schema": {"type": "string"}}
-        )
+        schema = {"type": "string", "pattern": IDEMPOTENCY_KEY}
+        params.append({"name": "Idempotency-Key", "in": "header", "required": False, "schema": schema})
     return params
 
 
 def _responses(ep: Endpoint) -> dict[str, Any]:
     ok: dict[str, Any] = {"description": "OK"}
+    content: dict[str, Any] = {ct: {"schema": {"type": "string"}} for ct in ep.also_returns}
     if ep.response is not None:
-        ok["content"] = {"application/json": {"schema": _ref(ep.response)}}
+        content["application/json"] = {"schema": _ref(ep.response)}
     elif ep.raw_response is not None:
-        ok["content"] = {ep.raw_response: {"schema": {"type": "string"}}}
+        content[ep.raw_response] = {"schema": {"type": "string"}}
+    if content:
+        ok["content"] = content
     responses: dict[str, Any] = {str(ep.status): ok}
     codes = set(ep.errors)
-    if ep.scope is not None:
-        codes |= {401, 403, 429}
+    if ep.scope is not None:  # the key is checked against the database: it may be unreachable
+        codes |= {401, 403, 429, 503}
     if ep.body is not None or ep.query is not None or ep.raw_body:
         codes |= {400, 413, 422}
+    if ep.method == "POST" and ep.scope is not None:  # Idempotency-Key: malformed, or reused elsewhere
+        codes |= {409, 422}
     if "{" in ep.path:
         codes |= {404}
     for code in sorted(codes):
-        responses[str(code)] = {
-            "description": _ERROR_TEXT.get(code, "Error"),
-            "content": {"application/json": {"schema": _ref(ErrorBody)}},
-        }
+        if code in ep.errors and ep.error_type != "application/json":
+            body: dict[str, Any] = {ep.error_type: {"schema": {"type": "string"}}}
+        else:
+            body = {"application/json": {"schema": _ref(ErrorBody)}}
+        responses[str(code)] = {"description": _ERROR_TEXT.get(code, "Error"), "content": body}
     return responses
 
 

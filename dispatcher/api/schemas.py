@@ -2,19 +2,90 @@
 
 from __future__ import annotations
 
+import types
 from datetime import datetime
-from typing import Any, Literal
+from decimal import Decimal
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    NaiveDatetime,
+    ValidationInfo,
+    field_validator,
+)
 
 from dispatcher.core.zones import is_known_zone
 
 Scope = Literal["read", "write", "send", "admin"]
 _DEFAULT_SCOPES: tuple[Scope, ...] = ("read", "write", "send")
+# Ids are 64-bit in the database: a larger number must be refused here, not overflow a query parameter.
+MAX_ID = 10**18
+MAX_VERSION = 2**31 - 1  # template version numbers are 32-bit
 
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _plain_json(cls, value: Any, info: ValidationInfo) -> Any:
+        """Refuse what the lax mode would coerce or the database could not store, naming the field."""
+        _refuse_unstorable(value)
+        kinds = _kinds(cls.model_fields[info.field_name or ""].annotation)
+        if isinstance(value, bool) and "number" in kinds and "bool" not in kinds:
+            raise ValueError("must be a number, not true or false")
+        if isinstance(value, int | float) and not isinstance(value, bool) and kinds == {"bool"}:
+            raise ValueError("must be true or false, not a number")
+        if kinds == {"datetime"} and _is_number(value):  # lax mode reads numbers as Unix timestamps
+            raise ValueError("must be an ISO 8601 date-time such as 2030-01-14T10:30:00+01:00")
+        return value
+
+
+def _is_number(value: Any) -> bool:
+    if isinstance(value, int | float):
+        return True
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _kinds(annotation: Any) -> set[str]:
+    if get_origin(annotation) is Annotated:
+        return _kinds(get_args(annotation)[0])
+    if get_origin(annotation) in (Union, types.UnionType):
+        return set().union(*(_kinds(arg) for arg in get_args(annotation)))
+    if annotation is bool:
+        return {"bool"}
+    if annotation in (int, float, Decimal):
+        return {"number"}
+    if annotation in (datetime, AwareDatetime, NaiveDatetime):
+        return {"datetime"}
+    if annotation is type(None):
+        return set()
+    return {"other"}
+
+
+def _refuse_unstorable(value: Any, depth: int = 0) -> None:
+    """PostgreSQL text and JSONB hold no NUL character, and UTF-8 has no lone surrogate (``"\\ud800"``)."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValueError("must not contain the NUL character")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("must not contain an unpaired surrogate") from None
+    elif isinstance(value, dict) and depth < 50:
+        for key, item in value.items():
+            _refuse_unstorable(key, depth + 1)
+            _refuse_unstorable(item, depth + 1)
+    elif isinstance(value, list) and depth < 50:
+        for item in value:
+            _refuse_unstorable(item, depth + 1)
 
 
 class ErrorDetail(BaseModel):

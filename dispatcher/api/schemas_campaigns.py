@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, Field, field_validator
 
-from dispatcher.api.schemas import PageQuery, Strict
+from dispatcher.api.schemas import MAX_ID, PageQuery, Strict
 from dispatcher.api.schemas_providers import SENDER, Channel
 from dispatcher.core.windows import parse_window, parse_windows
 from dispatcher.errors import InputError
@@ -65,7 +65,7 @@ class LimitsIn(Strict):
 
 
 class VariantIn(Strict):
-    template_id: int = Field(ge=1)
+    template_id: int = Field(ge=1, le=MAX_ID)
     weight: int = Field(1, ge=0, le=10_000, description="Share of the audience, relative to the others")
 
 
@@ -80,11 +80,13 @@ class PilotIn(Strict):
 
 
 class CampaignFields(Strict):
-    list_id: int | None = Field(None, ge=1, description="Audience: a whole list…")
-    segment_id: int | None = Field(None, ge=1, description="…or a segment of one")
-    template_id: int | None = Field(None, ge=1, description="One template (variant A), or give variants")
+    list_id: int | None = Field(None, ge=1, le=MAX_ID, description="Audience: a whole list…")
+    segment_id: int | None = Field(None, ge=1, le=MAX_ID, description="…or a segment of one")
+    template_id: int | None = Field(
+        None, ge=1, le=MAX_ID, description="One template (variant A), or give variants"
+    )
     variants: list[VariantIn] | None = Field(None, min_length=1, max_length=10, description="A/B(/…) split")
-    provider_id: int | None = Field(None, ge=1, description="Required to start")
+    provider_id: int | None = Field(None, ge=1, le=MAX_ID, description="Required to start")
     sender: str | None = Field(None, pattern=SENDER, max_length=320, description=_SENDER_DOC)
     schedule: ScheduleIn | None = None
     limits: LimitsIn | None = None

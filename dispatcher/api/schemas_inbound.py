@@ -7,15 +7,15 @@ from decimal import Decimal
 
 from pydantic import BaseModel, Field, model_validator
 
-from dispatcher.api.schemas import Strict
+from dispatcher.api.schemas import MAX_ID, Strict
 
 
 class ConversionCreate(Strict):
     token: str | None = Field(
         None, min_length=5, max_length=64, description="Tracking code of the message (the open-pixel token)"
     )
-    contact_id: int | None = Field(None, ge=1, description="With campaign_id, instead of a token")
-    campaign_id: int | None = Field(None, ge=1)
+    contact_id: int | None = Field(None, ge=1, le=MAX_ID, description="With campaign_id, instead of a token")
+    campaign_id: int | None = Field(None, ge=1, le=MAX_ID)
     value: Decimal | None = Field(None, ge=0, le=Decimal("99999999"), decimal_places=6, description="Revenue")
     currency: str | None = Field(None, pattern=r"^[A-Z]{3}$", description="ISO 4217 code")
     external_id: str = Field(

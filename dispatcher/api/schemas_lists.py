@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from dispatcher.api.schemas import PageQuery, Strict
+from dispatcher.api.schemas import MAX_ID, PageQuery, Strict
 
 Channel = Literal["sms", "email", "all"]
 Reason = Literal["unsubscribe", "stop", "hard_bounce", "complaint", "manual"]
@@ -28,7 +28,9 @@ class ContactQuery(PageQuery):
     has_email: bool | None = None
     has_phone: bool | None = None
     phone_region: str | None = Field(None, pattern=r"^[A-Za-z]{2}$", description="ISO country of the number")
-    segment_id: int | None = Field(None, ge=1, description="Only contacts in this segment of the list")
+    segment_id: int | None = Field(
+        None, ge=1, le=MAX_ID, description="Only contacts in this segment of the list"
+    )
 
 
 class ContactOut(BaseModel):
@@ -92,7 +94,7 @@ class SegmentPreview(Strict):
 
 
 class SegmentQuery(PageQuery):
-    list_id: int | None = Field(None, ge=1, description="Only segments of this list")
+    list_id: int | None = Field(None, ge=1, le=MAX_ID, description="Only segments of this list")
 
 
 class SegmentOut(BaseModel):

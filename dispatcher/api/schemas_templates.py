@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
 
-from dispatcher.api.schemas import PageQuery, Strict
+from dispatcher.api.schemas import MAX_VERSION, PageQuery, Strict
 from dispatcher.core.zones import is_known_zone
 
 Channel = Literal["sms", "email"]
@@ -97,7 +97,9 @@ class PreviewRequest(Strict):
         default_factory=dict, description="Campaign values, e.g. discount, code"
     )
     contact: SampleContact | None = Field(None, description="A sample recipient; overrides variables")
-    version: int | None = Field(None, ge=1, description="A past version; the current one if absent")
+    version: int | None = Field(
+        None, ge=1, le=MAX_VERSION, description="A past version; the current one if absent"
+    )
     smart_encoding: bool = Field(
         False, description="Replace look-alike characters by GSM-7 ones when cheaper"
     )

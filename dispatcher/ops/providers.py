@@ -25,6 +25,11 @@ from dispatcher.storage import providers as store
 from dispatcher.storage.content import Provider
 
 SECRET_KEYS: Final = ("auth_token", "password", "dkim_private_key")
+_SECRETS_OF_KIND: Final = {
+    "twilio_http": ("auth_token",),
+    "smpp": ("password",),
+    "smtp": ("password", "dkim_private_key"),
+}
 CHANNEL_OF_KIND: Final = {"twilio_http": "sms", "smpp": "sms", "smtp": "email"}
 _REQUIRED_SECRETS: Final = {"twilio_http": ("auth_token",)}
 _RESOLVE_S: Final = 2.0
@@ -72,9 +77,9 @@ async def _check_network(kind: str, config: Mapping[str, Any], *, allow_private:
         check_public_host(host, allow_private=False, field="config.host", resolved=resolved)
 
 
-def public_config(config: Mapping[str, Any]) -> dict[str, Any]:
+def public_config(config: Mapping[str, Any], kind: str) -> dict[str, Any]:
     shown = {k: v for k, v in config.items() if k not in SECRET_KEYS}
-    for key in SECRET_KEYS:
+    for key in _SECRETS_OF_KIND.get(kind, SECRET_KEYS):
         shown[f"{key}_set"] = bool(config.get(key))
     return shown
 

@@ -230,7 +230,8 @@ def twilio(**changes: Any) -> dict[str, Any]:
         (twilio(**{"from": []}), "config.from"),
         (twilio(**{"from": ["+1 (555) bad"]}), "config.from"),
         ({"channel": "email"}, "channel"),
-        ({"kind": "smpp"}, "kind"),
+        ({"kind": "smpp"}, "config.host"),  # an SMPP provider's config is checked as SMPP's
+        ({"kind": "carrier-pigeon"}, "kind"),
         ({"rate_limit_per_s": 0}, "rate_limit_per_s"),
     ],
 )

@@ -22,7 +22,7 @@ from xml.sax.saxutils import escape
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dispatcher.api.http import dump, path_id
+from dispatcher.api.http import dump, path_id, read_form
 from dispatcher.api.keys import SESSIONS, SETTINGS
 from dispatcher.api.registry import Registry
 from dispatcher.api.schemas_inbound import HookTally
@@ -44,7 +44,7 @@ def _public_url(request: web.Request) -> str:
 
 
 async def _form(request: web.Request) -> list[tuple[str, str]]:
-    data = await request.post()
+    data = await read_form(request)
     return [(key, value) for key, value in data.items() if isinstance(value, str)]
 
 

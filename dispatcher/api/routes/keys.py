@@ -12,7 +12,7 @@ from dispatcher.api.idempotency import create_once
 from dispatcher.api.keys import SESSIONS, principal
 from dispatcher.api.registry import Registry
 from dispatcher.api.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyOut, ApiKeyPage, PageQuery, WorkspaceOut
-from dispatcher.errors import NotFoundError
+from dispatcher.errors import ConflictError, NotFoundError
 from dispatcher.ops.auth import create_key_in
 from dispatcher.storage import keys as key_store
 
@@ -63,6 +63,8 @@ async def create_key(request: web.Request) -> web.Response:
 
 async def revoke_key(request: web.Request) -> web.Response:
     key_id = path_id(request, "key_id")
+    if key_id == principal(request).key_id:  # no lock-out by accident: another admin key must do it
+        raise ConflictError("an API key cannot revoke itself; revoke it with another admin key")
     async with request.app[SESSIONS].begin() as session:
         if not await key_store.revoke_key(
             session, principal(request).workspace_id, key_id, now=datetime.now(UTC)
@@ -103,8 +105,9 @@ def register(api: Registry) -> None:
     api.route(
         "DELETE",
         "/v1/api-keys/{key_id}",
-        summary="Revoke an API key",
+        summary="Revoke an API key (not the calling one)",
         scope="admin",
         status=204,
+        errors=(409,),
         tags=("workspace",),
     )(revoke_key)

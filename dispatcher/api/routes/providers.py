@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dispatcher.api.http import dump, next_cursor, parse_body, parse_query, path_id
+from dispatcher.api.http import dump, next_cursor, parse_body, parse_query, path_id, read_json, validate
 from dispatcher.api.idempotency import create_once
 from dispatcher.api.keys import SESSIONS, SETTINGS, principal
 from dispatcher.api.registry import Registry
@@ -18,6 +18,7 @@ from dispatcher.api.schemas_providers import (
     ProviderQuery,
     ProviderUpdate,
 )
+from dispatcher.errors import InputError
 from dispatcher.ops import providers as ops
 from dispatcher.storage import providers as store
 from dispatcher.storage.content import Provider
@@ -27,7 +28,8 @@ _TAGS = ("providers",)
 
 def provider_out(row: Provider) -> ProviderOut:
     return ProviderOut(
-        id=row.id, name=row.name, channel=row.channel, kind=row.kind, config=ops.public_config(row.config),
+        id=row.id, name=row.name, channel=row.channel, kind=row.kind,
+        config=ops.public_config(row.config, row.kind),
         price_per_segment=row.price_per_segment, rate_limit_per_s=row.rate_limit_per_s, priority=row.priority,
         enabled=row.enabled, created_at=row.created_at,
     )  # fmt: skip
@@ -72,7 +74,15 @@ async def get_provider(request: web.Request) -> web.Response:
 
 async def update_provider(request: web.Request) -> web.Response:
     provider_id = path_id(request, "provider_id")
-    body = await parse_body(request, ProviderUpdate)
+    data = await read_json(request)
+    if isinstance(data, dict) and isinstance(data.get("config"), dict) and "kind" not in data:
+        async with request.app[SESSIONS]() as session:  # a config is checked against the stored kind
+            data["kind"] = (
+                await ops.get_provider(session, principal(request).workspace_id, provider_id)
+            ).kind
+    if not isinstance(data, dict):
+        raise InputError("body must be a JSON object")
+    body = validate(ProviderUpdate, data)
     async with request.app[SESSIONS].begin() as session:
         row = await ops.update_provider(
             session,

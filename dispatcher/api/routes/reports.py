@@ -131,6 +131,7 @@ def register(api: Registry) -> None:
         scope="read",
         query=FormatQuery,
         response=CampaignReport,
+        also_returns=("text/csv",),
         tags=_TAGS,
     )(campaign_report)
     api.route(
@@ -150,5 +151,6 @@ def register(api: Registry) -> None:
         scope="read",
         query=ReportQuery,
         response=GroupedReport,
+        also_returns=("text/csv",),
         tags=_TAGS,
     )(grouped_report)

@@ -12,6 +12,7 @@ from dispatcher.api.http import dump, next_cursor, parse_body, parse_query, path
 from dispatcher.api.idempotency import create_once
 from dispatcher.api.keys import SESSIONS, SETTINGS, principal
 from dispatcher.api.registry import Registry
+from dispatcher.api.schemas import MAX_VERSION
 from dispatcher.api.schemas_templates import (
     CostOut,
     PreviewOut,
@@ -27,7 +28,7 @@ from dispatcher.api.schemas_templates import (
 )
 from dispatcher.core.personalise import recipient_variables
 from dispatcher.core.sms import analysis_as_dict
-from dispatcher.errors import TemplateError
+from dispatcher.errors import NotFoundError, TemplateError
 from dispatcher.logs import get_logger
 from dispatcher.ops import templates as template_ops
 from dispatcher.ops.builtin_templates import ensure_builtin_templates
@@ -124,6 +125,8 @@ async def get_template(request: web.Request) -> web.Response:
 async def get_version(request: web.Request) -> web.Response:
     template_id = path_id(request, "template_id")
     version = path_id(request, "version")
+    if version > MAX_VERSION:
+        raise NotFoundError(f"version {version} not found")
     async with request.app[SESSIONS]() as session:
         view = await template_ops.get_version(session, principal(request).workspace_id, template_id, version)
     return dump(_version_out(view))

@@ -87,6 +87,7 @@ def register(api: Registry) -> None:
             scope=None,
             status=302,
             errors=(404,),
+            error_type="text/html",
             raw_response="text/html",
             tags=_TAGS,
         )(redirect)
@@ -96,6 +97,7 @@ def register(api: Registry) -> None:
         summary="Unsubscribe confirmation page (changes nothing)",
         scope=None,
         errors=(404,),
+        error_type="text/html",
         raw_response="text/html",
         tags=_TAGS,
     )(unsubscribe_page)
@@ -105,6 +107,7 @@ def register(api: Registry) -> None:
         summary="Unsubscribe (the page's button or RFC 8058 one-click List-Unsubscribe=One-Click)",
         scope=None,
         errors=(404,),
+        error_type="text/html",
         raw_response="text/html",
         tags=_TAGS,
     )(unsubscribe)
