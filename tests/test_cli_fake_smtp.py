@@ -58,4 +58,3 @@ def test_the_sink_stores_mail_and_bounces_the_bounce_prefix(sink: tuple[int, int
     assert refused.value.recipients["bounce-1@example.com"][0] == 550
     stats = _stats(http_port)
     assert stats["messages"] == 1, stats
-

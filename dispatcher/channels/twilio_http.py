@@ -24,7 +24,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, Final
-from urllib.parse import quote, urlencode
+from urllib.parse import quote
 
 import aiohttp
 from yarl import URL
@@ -38,6 +38,7 @@ __all__ = [
     "TwilioHttpChannel",
     "basic_auth_header",
     "classify_response",
+    "form_value",
     "messages_path",
     "parse_retry_after",
     "reason_for_error_code",
@@ -159,6 +160,18 @@ def classify_response(message_id: int, status: int, retry_after: str | None, raw
     )
 
 
+_UNRESERVED: Final = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~")
+_FORM_BYTES: Final = tuple(
+    chr(b) if b in _UNRESERVED else "+" if b == 0x20 else f"%{b:02X}" for b in range(256)
+)
+
+
+def form_value(text: str) -> str:
+    """``urllib.parse.quote_plus(text)``, byte for byte, at about twice its speed (one per message field)."""
+    table = _FORM_BYTES
+    return "".join([table[b] for b in text.encode()])
+
+
 def sign(auth_token: str, url: str, params: Params = ()) -> str:
     """X-Twilio-Signature: base64(HMAC-SHA1(token, url + key1 + value1 + key2 + value2...)), keys sorted.
 
@@ -221,21 +234,25 @@ class TwilioHttpChannel:
         # requests across batches sent at the same time on this channel.
         outcomes: list[SendOutcome | None] = [None] * len(messages)
         pending = iter(range(len(messages)))
+        encoded: dict[str, str] = {}  # sender and callback URL: the same for most of a batch
 
         async def work() -> None:
             for index in pending:
-                outcomes[index] = await self.send_one(messages[index])
+                message = messages[index]
+                body = _form(message, encoded)
+                outcomes[index] = await self._send(message.message_id, body, message.idempotency_key)
 
         await asyncio.gather(*(work() for _ in range(min(self._concurrency, len(messages)))))
         return [outcome for outcome in outcomes if outcome is not None]
 
     async def send_one(self, message: OutboundSms) -> SendOutcome:
-        fields = {"To": message.to, "From": message.sender, "Body": message.body}
-        if message.status_callback:
-            fields["StatusCallback"] = message.status_callback
-        headers = {**self._headers, self._idempotency_header: message.idempotency_key}
+        return await self._send(message.message_id, _form(message, {}), message.idempotency_key)
+
+    async def _send(self, message_id: int, body: bytes, key: str) -> SendOutcome:
+        headers = self._headers.copy()
+        headers[self._idempotency_header] = key
         async with self._slots:
-            return await self._post(message.message_id, urlencode(fields).encode(), headers)
+            return await self._post(message_id, body, headers)
 
     async def _post(self, message_id: int, body: bytes, headers: dict[str, str]) -> SendOutcome:
         try:
@@ -267,6 +284,21 @@ class TwilioHttpChannel:
 
     async def close(self) -> None:
         """Nothing to release: the session belongs to whoever injected it."""
+
+
+def _form(message: OutboundSms, encoded: dict[str, str]) -> bytes:
+    """The form body, fields in the order ``urlencode`` of ``To, From, Body[, StatusCallback]`` gives."""
+    sender = encoded.get(message.sender)
+    if sender is None:
+        sender = encoded[message.sender] = form_value(message.sender)
+    text = f"To={form_value(message.to)}&From={sender}&Body={form_value(message.body)}"
+    callback = message.status_callback
+    if callback:
+        value = encoded.get(callback)
+        if value is None:
+            value = encoded[callback] = form_value(callback)
+        text += "&StatusCallback=" + value
+    return text.encode()
 
 
 def _describe(exc: BaseException) -> str:

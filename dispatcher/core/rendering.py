@@ -5,7 +5,7 @@
 that names the line and the part. ``render`` then costs little more than jinja's own render: the per-render
 overhead is one budget object plus a length and a deadline check per output chunk (measured: ~140,000
 renders/s of a 3-variable SMS, the same as a bare sandboxed ``Template.render``, because calling the render
-function directly skips jinja's traceback-rewriting wrapper). The deadline is read from ``time.monotonic``:
+function directly skips jinja's traceback-rewriting wrapper). The deadline is read from ``time.thread_time``:
 a measurement of elapsed work, never a timestamp that reaches a result.
 
 Part differences: only ``html`` autoescapes (escaping an SMS would show ``&amp;`` to the customer); each part

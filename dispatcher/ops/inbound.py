@@ -18,17 +18,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from dispatcher.channels.twilio_http import reason_for_error_code, verify_signature
 from dispatcher.core.inbound import ReplyKind, classify_reply, is_final, receipt_status
 from dispatcher.errors import NotFoundError, PermissionDeniedError
+from dispatcher.pipeline.replies import act_on_reply
 from dispatcher.storage import events as store
 from dispatcher.storage.content import Provider
 
 __all__ = ["InboundAnswer", "ReceiptResult", "provider_for_hook", "sms_inbound", "sms_status"]
 
-DEFAULT_TEXTS: Final = {
-    "stop_reply": "You are unsubscribed and will get no more messages from us. Reply START to resubscribe.",
-    "start_reply": "You are resubscribed. Reply STOP to unsubscribe.",
-    "help_reply": "Marketing messages. Reply STOP to unsubscribe, START to resubscribe. "
-    "Msg&data rates may apply.",
-}
 # error reasons that say the number itself is bad or has refused us: never send to it again
 _SUPPRESSING_REASONS: Final = {
     "invalid_number": "hard_bounce",
@@ -93,6 +88,8 @@ async def sms_status(
     if not sid or status is None or not is_final(status):
         return ReceiptResult(status, None, False)
     error_code = _field(form, "ErrorCode") or None
+    reason = _SUPPRESSING_REASONS.get(reason_for_error_code(error_code)) if error_code else None
+    # a receipt that beats the worker's write of the message id is held and applied by the sweep, reason too
     message, applied = await store.apply_receipt(
         session,
         provider_id=provider_id,
@@ -100,19 +97,18 @@ async def sms_status(
         status=status,
         error_code=error_code,
         occurred_at=now,
+        suppress_reason=reason,
     )
-    if message is not None and applied and error_code:
-        reason = _SUPPRESSING_REASONS.get(reason_for_error_code(error_code))
-        if reason is not None:
-            await store.suppress_address(
-                session,
-                workspace_id=message.workspace_id,
-                channel="sms",
-                address=message.address,
-                reason=reason,
-                source=f"provider {provider_id} error {error_code[:20]}",
-                now=now,
-            )
+    if message is not None and applied and reason is not None:
+        await store.suppress_address(
+            session,
+            workspace_id=message.workspace_id,
+            channel="sms",
+            address=message.address,
+            reason=reason,
+            source=f"provider {provider_id} error {(error_code or '')[:20]}",
+            now=now,
+        )
     return ReceiptResult(status, None if message is None else message.id, applied)
 
 
@@ -146,45 +142,4 @@ async def sms_inbound(
     )
     if not first:
         return InboundAnswer(kind, False, None)
-    return InboundAnswer(kind, True, await _act(session, provider, kind, sender, body, now=now))
-
-
-async def _act(
-    session: AsyncSession, provider: Provider, kind: ReplyKind, sender: str, body: str, *, now: datetime
-) -> str | None:
-    workspace_id = provider.workspace_id
-    if kind == "optout":
-        new = await store.suppress_address(
-            session,
-            workspace_id=workspace_id,
-            channel="sms",
-            address=sender,
-            reason="stop",
-            source=f"SMS reply {body.strip()[:40]!r} via provider {provider.id}",
-            now=now,
-        )
-        return _text(provider, "stop_reply") if new else None
-    if kind == "optin":
-        lifted = await store.lift_suppression(
-            session, workspace_id=workspace_id, channel="sms", address=sender, reason="stop"
-        )
-        if not lifted:
-            return None
-        await store.add_consent(
-            session,
-            workspace_id=workspace_id,
-            channel="sms",
-            address=sender,
-            granted=True,
-            source=f"SMS reply {body.strip()[:40]!r} via provider {provider.id}",
-            now=now,
-        )
-        return _text(provider, "start_reply")
-    if kind == "help":
-        return _text(provider, "help_reply")
-    return None
-
-
-def _text(provider: Provider, name: str) -> str:
-    configured = provider.config.get(name)
-    return configured if isinstance(configured, str) and configured.strip() else DEFAULT_TEXTS[name]
+    return InboundAnswer(kind, True, await act_on_reply(session, provider, kind, sender, body, now=now))

@@ -38,6 +38,7 @@ class Rendered:
     text: str = ""
     html: str | None = None
     segments: int = 1
+    outbound: OutboundSms | OutboundEmail | None = None  # what the provider is handed (``prepare``)
 
     @property
     def key(self) -> str:
@@ -49,6 +50,7 @@ class Composer:
     runtime: CampaignRuntime
     urls: Urls
     _skeletons: dict[str, MimeSkeleton] = field(default_factory=dict)
+    _callbacks: dict[int, str] = field(default_factory=dict)  # status callback URL by provider
 
     def render(self, due: Due) -> Rendered:
         """Raises TemplateError when the template cannot render for this recipient."""
@@ -90,10 +92,18 @@ class Composer:
     def _pixel(self, message_id: int) -> str:
         return open_pixel_url(self.urls.base, self.urls.secret, self.runtime.workspace_id, message_id)
 
+    def prepare(self, route: ProviderRoute, item: Rendered) -> None:
+        """Build what ``route`` is handed for ``item``; raises InputError when a header cannot carry it."""
+        item.outbound = self.sms(route, item) if self.runtime.channel == "sms" else self.email(route, item)
+
     def sms(self, route: ProviderRoute, item: Rendered) -> OutboundSms:
         callback = None
         if route.kind == "twilio_http":
-            callback = status_callback_url(self.urls.base, route.provider_id)
+            callback = self._callbacks.get(route.provider_id)
+            if callback is None:
+                callback = self._callbacks[route.provider_id] = status_callback_url(
+                    self.urls.base, route.provider_id
+                )
         return OutboundSms(
             message_id=item.due.id,
             to=item.due.address,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
@@ -13,6 +15,11 @@ from dispatcher.pipeline.cleaner import ParallelCleaner
 from dispatcher.settings import Settings
 
 _KEY = "dispatcher.resources"
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
 
 
 @dataclass(slots=True)
@@ -27,6 +34,9 @@ class WorkerResources:
     jobs_done: int = 0
     cleaner: ParallelCleaner | None = None  # started on the first import, shut down with the worker
     extra: dict[str, Any] = field(default_factory=dict)
+    # "now" for every scheduling decision of the jobs (plan, tick, sweep, send gates): tests and simulations
+    # pass a controlled clock to move a campaign across windows and DST switches without waiting for them
+    clock: Clock = utc_now
 
 
 def attach(ctx: dict[str, Any], resources: WorkerResources) -> None:

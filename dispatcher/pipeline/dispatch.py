@@ -9,7 +9,7 @@ PostgreSQL, a single writer on SQLite) still gives each row to one chunk.
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from dispatcher.logs import get_logger
@@ -28,7 +28,7 @@ MAX_PER_TICK = 20_000  # per campaign: above the fastest provider we drive, belo
 
 async def dispatch_tick(ctx: dict[str, Any]) -> dict[str, int]:
     res = resources(ctx)
-    now = datetime.now(UTC)
+    now = res.clock()
     async with res.sessions() as session:
         campaigns = await ledger.running_campaigns(session)
     queued = 0
@@ -84,7 +84,7 @@ async def sweep_ledger(ctx: dict[str, Any]) -> dict[str, int]:
     async with res.sessions.begin() as session:
         # every provider we drive deduplicates on the idempotency key, so an unacknowledged send is resent
         queued, sending = await ledger.release_expired_leases(
-            session, now=datetime.now(UTC), resend_unacknowledged=True
+            session, now=res.clock(), resend_unacknowledged=True
         )
     if queued or sending:
         log.warning("ledger.leases_released", queued=queued, sending=sending)

@@ -7,7 +7,7 @@ window that closed while the row waited in the queue, another campaign that reac
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dispatcher.core.routing import choose
 from dispatcher.pipeline.breaker import Breakers
+from dispatcher.pipeline.compose import Rendered
 from dispatcher.pipeline.limits import CapRequest, FrequencyCaps, RateLimiter
 from dispatcher.pipeline.runtime import CampaignRuntime
 from dispatcher.storage import ledger
@@ -33,6 +34,7 @@ class Gate:
     provider: dict[int, int] = field(default_factory=dict)  # message id → provider it goes through
     duplicates: set[int] = field(default_factory=set)  # resent after doubt, without provider dedupe
     pause: str | None = None  # the campaign must pause (budget exhausted)
+    rendered: dict[int, Rendered] = field(default_factory=dict)  # message id → its built message
 
 
 async def run_gates(
@@ -42,8 +44,12 @@ async def run_gates(
     rows: Sequence[Due],
     blocked: set[str],
     now: datetime,
+    prepare: Callable[[Gate], None] | None = None,
 ) -> Gate:
-    """``blocked``: the rows' suppressed addresses, read by the caller in the same session as the rows."""
+    """``blocked``: the rows' suppressed addresses, read by the caller in the same session as the rows.
+
+    ``prepare`` builds the messages of the rows still going (dropping those it cannot build) just before
+    the caps: a message that cannot be built never takes one of its recipient's cap slots."""
     gate = Gate()
     for due in rows:
         if due.address in blocked:
@@ -52,11 +58,16 @@ async def run_gates(
             _window(runtime, due, now, gate)
     await _route(redis, runtime, now, gate)
     await _throughput(redis, runtime, now, gate)
+    if prepare is not None:
+        prepare(gate)
     await _caps(redis, sessions, runtime, now, gate)
     return gate
 
 
 def _window(runtime: CampaignRuntime, due: Due, now: datetime, gate: Gate) -> None:
+    if now >= runtime.end_at:  # a retry that waited past the end (its provider never came back) goes no more
+        gate.finals.append(Final(due.id, "expired", "no_window_before_end", None))
+        return
     zones = runtime.zones(due.time_zones, due.timezone, now)
     plan = runtime.planner.plan(zones)
     if plan.interval_at(now) is not None:

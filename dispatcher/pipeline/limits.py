@@ -45,7 +45,7 @@ from __future__ import annotations
 import math
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 
 from redis.asyncio import Redis
 
@@ -54,9 +54,9 @@ from dispatcher.errors import InputError, UnavailableError
 from dispatcher.pipeline import limits_lua as lua
 
 _DAY_S = 86_400
-_ANY_TIME = datetime(2000, 1, 1, tzinfo=UTC)  # the rolling key does not depend on the time
 _RESERVE = lua.Script(lua.CAP_RESERVE)
 _SEED = lua.Script(lua.CAP_SEED)
+_SEED_RESERVE = lua.Script(lua.CAP_SEED_RESERVE)
 _RELEASE = lua.Script(lua.CAP_RELEASE)
 _ACQUIRE = lua.Script(lua.RATE_ACQUIRE)
 _BLOCK = lua.Script(lua.RATE_BLOCK)
@@ -87,6 +87,20 @@ def _marker_key(rolling_key: str) -> str:
     return rolling_key.removesuffix(":r") + ":s"
 
 
+_PLACEHOLDER = "x"
+_Shape = tuple[str, tuple[str | int, ...]]
+"""What a reservation's keys and arguments share across contacts: the day key's suffix after the contact's
+tag, and every argument after the send id."""
+
+
+def _contact_tag(contact_id: str | int, channel: str) -> str:
+    """``cap:{<channel>:<contact>}``, refusing what :func:`~dispatcher.core.capping.cap_keys` refuses."""
+    text = str(contact_id)
+    if not channel or any(char in channel + text for char in "{}: "):
+        raise InputError("channel and contact id must be non-empty and free of braces, colons and spaces")
+    return f"cap:{{{channel}:{text}}}"
+
+
 class FrequencyCaps:
     """Per-contact, per-channel caps across campaigns; ``history`` reads the ledger after a Redis restart."""
 
@@ -100,13 +114,22 @@ class FrequencyCaps:
         self._ttl = (horizon_days + 1) * _DAY_S
 
     async def reserve(self, items: Sequence[CapRequest]) -> list[bool]:
-        """Reserve each item in order, one round trip; True where it stays within its caps."""
-        calls = [self._reserve_call(item) for item in items]
+        """Reserve each item in order, one round trip; True where it stays within its caps.
+
+        Contacts found unseeded cost one ledger read for the batch and one more round trip, in which
+        each is seeded and reserved by one script call."""
+        shapes: dict[tuple[datetime, str, CapPolicy], _Shape] = {}
+        calls = [self._reserve_call(item, shapes) for item in items]
         answers = [int(answer) for answer in await _RESERVE.run_many(self._redis, calls)]
         unseeded = [index for index, answer in enumerate(answers) if answer == -1]
         if unseeded:
-            await self._seed_from_ledger([items[index] for index in unseeded])
-            again = await _RESERVE.run_many(self._redis, [calls[index] for index in unseeded])
+            seeds = await self._seeds_from_ledger([items[index] for index in unseeded])
+            merged: list[lua.Call] = []
+            for index in unseeded:
+                keys, args = calls[index]
+                seed_keys, seed_args = seeds[(items[index].channel, str(items[index].contact_id))]
+                merged.append(([*keys, *seed_keys], [*args, *seed_args]))
+            again = await _SEED_RESERVE.run_many(self._redis, merged)
             for index, answer in zip(unseeded, again, strict=True):
                 answers[index] = int(answer)
         if -1 in answers:
@@ -128,19 +151,32 @@ class FrequencyCaps:
         keys, args = self._seed_call(contact_id, channel, sends, zone)
         await _SEED.run(self._redis, keys, args)
 
-    def _reserve_call(self, item: CapRequest) -> lua.Call:
+    def _reserve_call(
+        self, item: CapRequest, shapes: dict[tuple[datetime, str, CapPolicy], _Shape] | None = None
+    ) -> lua.Call:
+        """``shapes`` caches what depends only on (time, zone, policy), shared by most of a batch."""
         if not item.send_id:
             raise InputError("a cap reservation needs a send id")
         if item.policy.rolling_days > self.horizon_days:
             raise InputError(f"rolling cap windows longer than {self.horizon_days} days are not supported")
-        keys = cap_keys(item.contact_id, item.channel, item.at, item.zone, item.policy)
+        tag = _contact_tag(item.contact_id, item.channel)
+        found = None if shapes is None else shapes.get((item.at, item.zone, item.policy))
+        if found is None:
+            found = self._shape(item)
+            if shapes is not None:
+                shapes[(item.at, item.zone, item.policy)] = found
+        day_suffix, args = found
+        return [tag + day_suffix, tag + ":r", tag + ":s"], [item.send_id, *args]
+
+    def _shape(self, item: CapRequest) -> _Shape:
+        keys = cap_keys(_PLACEHOLDER, item.channel, item.at, item.zone, item.policy)
         prune_ms = keys.at_ms - self._ttl * 1000
-        args: list[str | int] = [item.send_id, keys.at_ms, prune_ms, keys.floor_ms, keys.day_limit]
-        args += [keys.rolling_limit, keys.day_ttl, self._ttl, 1 if self._history else 0]
-        return [keys.day_key, keys.rolling_key, _marker_key(keys.rolling_key)], args
+        args: list[str | int] = [keys.at_ms, prune_ms, keys.floor_ms, keys.day_limit, keys.rolling_limit]
+        args += [keys.day_ttl, self._ttl, 1 if self._history else 0]
+        return keys.day_key.removeprefix(_contact_tag(_PLACEHOLDER, item.channel)), tuple(args)
 
     def _seed_call(self, contact_id: str | int, channel: str, sends: Sequence[Sent], zone: str) -> lua.Call:
-        rolling_key = cap_keys(contact_id, channel, _ANY_TIME, "UTC", self._horizon_policy).rolling_key
+        rolling_key = _contact_tag(contact_id, channel) + ":r"
         day_keys: list[str] = []
         args: list[str | int] = [self._ttl]
         for send_id, at in sends:
@@ -149,17 +185,19 @@ class FrequencyCaps:
             args += [send_id, keys.at_ms, keys.day_ttl]
         return [rolling_key, _marker_key(rolling_key), *day_keys], args
 
-    async def _seed_from_ledger(self, items: Sequence[CapRequest]) -> None:
+    async def _seeds_from_ledger(self, items: Sequence[CapRequest]) -> dict[ContactChannel, lua.Call]:
+        """Per contact: the day-set keys and ``(rolling_ttl, member, at_ms, day_ttl...)`` that
+        CAP_SEED_RESERVE appends to a reservation, from one ledger read for the batch."""
         assert self._history is not None  # only seeded-mode scripts answer -1
         zones: dict[ContactChannel, tuple[str | int, str]] = {}
         for item in items:
             zones.setdefault((item.channel, str(item.contact_id)), (item.contact_id, item.zone))
         history = await self._history(list(zones))
-        calls = [
-            self._seed_call(contact_id, channel, history.get((channel, key), ()), zone)
-            for (channel, key), (contact_id, zone) in zones.items()
-        ]
-        await _SEED.run_many(self._redis, calls)
+        seeds: dict[ContactChannel, lua.Call] = {}
+        for (channel, key), (contact_id, zone) in zones.items():
+            keys, args = self._seed_call(contact_id, channel, history.get((channel, key), ()), zone)
+            seeds[(channel, key)] = (keys[2:], args)  # the rolling and marker keys are the reservation's
+        return seeds
 
 
 def _tagged(prefix: str, key: str | int) -> str:

@@ -47,6 +47,22 @@ redis.call('SET', KEYS[2], '1', 'EX', ARGV[1])
 return #KEYS - 2
 """
 
+# A contact the batch found unseeded: its sends from the ledger are written back and its reservation made
+# in the same call (one round trip instead of a seeding pass and a second reserving pass).
+_SEED_FIRST = """
+-- KEYS: day set, rolling zset, seed marker (as CAP_RESERVE), then one day set per send from the ledger
+-- ARGV: the 9 of CAP_RESERVE, rolling_ttl, then (member, at_ms, day_ttl) per send
+for i = 4, #KEYS do
+  local j = 11 + (i - 4) * 3
+  redis.call('SADD', KEYS[i], ARGV[j])
+  if redis.call('TTL', KEYS[i]) < tonumber(ARGV[j + 2]) then redis.call('EXPIRE', KEYS[i], ARGV[j + 2]) end
+  redis.call('ZADD', KEYS[2], ARGV[j + 1], ARGV[j])
+end
+if #KEYS > 3 then redis.call('EXPIRE', KEYS[2], ARGV[10]) end
+redis.call('SET', KEYS[3], '1', 'EX', ARGV[10])
+"""
+CAP_SEED_RESERVE = _SEED_FIRST + CAP_RESERVE
+
 CAP_RELEASE = """
 -- KEYS: day set, rolling zset; ARGV: member
 return redis.call('SREM', KEYS[1], ARGV[1]) + redis.call('ZREM', KEYS[2], ARGV[1])
@@ -167,10 +183,9 @@ class Script:
 
 def _command(header: bytes, keys: Sequence[str], args: Sequence[str | int]) -> bytes:
     """One EVALSHA in the Redis protocol (RESP): an array of bulk strings."""
-    words = [str(len(keys)).encode(), *(key.encode() for key in keys), *(str(arg).encode() for arg in args)]
+    words = [str(len(keys)).encode(), *[key.encode() for key in keys], *[str(arg).encode() for arg in args]]
     parts = [b"*%d\r\n" % (len(words) + 2), header]
-    for word in words:
-        parts.append(b"$%d\r\n%s\r\n" % (len(word), word))
+    parts += [b"$%d\r\n%s\r\n" % (len(word), word) for word in words]
     return b"".join(parts)
 
 

@@ -92,18 +92,26 @@ def _transient(
 ) -> None:
     attempts = item.due.attempts + 1
     throttled = outcome.reason == "throttled"
-    # being throttled says nothing about the message: it waits as often as the provider asks
-    if attempts >= runtime.max_attempts and not throttled:
-        writes.finals.append(
-            Final(item.due.id, "failed", outcome.reason or "transient", outcome.error_detail)
-        )
-        return
+    # being throttled, or finding the provider unreachable before handing anything over, says nothing
+    # about the message: the attempt is given back and the row waits (failover, the provider's return)
+    counted = not (throttled or (outcome.reason == "connection" and not outcome.possible_duplicate))
     ambiguous = outcome.possible_duplicate
+    in_doubt = ambiguous or item.due.ambiguous  # this or an earlier attempt may have reached the provider
+    if counted and attempts >= runtime.max_attempts:
+        if not in_doubt:
+            writes.finals.append(
+                Final(item.due.id, "failed", outcome.reason or "transient", outcome.error_detail)
+            )
+            return
+        if not route.client.supports_idempotency:  # it may have arrived: never reported as a plain failure
+            writes.finals.append(Final(item.due.id, "failed", "unconfirmed", outcome.error_detail))
+            return
+        # a deduplicating provider drops a resend of what it already has: keep asking until it confirms
     duplicate = ambiguous and not route.client.supports_idempotency
     if throttled:
         delay = (outcome.retry_after or 1.0) + random.uniform(0, 1.0)
     else:  # exponential back-off with full jitter, never sooner than the provider's Retry-After
-        delay = max(outcome.retry_after or 0.0, random.uniform(0, min(300.0, 2.0**attempts)))
+        delay = max(outcome.retry_after or 0.0, random.uniform(0, min(300.0, 2.0 ** min(attempts, 9))))
     writes.retries.append(
         Retry(
             item.due.id,
@@ -112,6 +120,7 @@ def _transient(
             outcome.error_detail,
             duplicate,
             ambiguous=ambiguous,
+            counted=counted,
         )
     )
 

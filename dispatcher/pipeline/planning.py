@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter, deque
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -64,7 +64,7 @@ class Setup:
 
 async def plan_campaign(ctx: dict[str, Any], campaign_id: int) -> dict[str, int]:
     res = resources(ctx)
-    now = datetime.now(UTC)
+    now = res.clock()
     async with res.sessions.begin() as session:
         campaign = await store.load_campaign(session, campaign_id)
         if campaign is None or campaign.state != "scheduled":
@@ -184,7 +184,7 @@ def _ledger_rows(
             tally["excluded"] += 1
             continue
         tally[placed.state] += 1
-        rows.append(_row(setup, placed, now))
+        rows.append((*_row(setup, placed, now), audience.ledger_zone(recipient)))
     return rows
 
 
@@ -226,7 +226,7 @@ async def sweep_planning(ctx: dict[str, Any]) -> dict[str, int]:
     """
     res = resources(ctx)
     async with res.sessions() as session:
-        stuck = await store.scheduled_before(session, datetime.now(UTC) - STUCK_AFTER)
+        stuck = await store.scheduled_before(session, res.clock() - STUCK_AFTER)
     for campaign_id in stuck:
         await queue(ctx).enqueue_job(
             "plan_campaign",
@@ -239,6 +239,7 @@ async def sweep_planning(ctx: dict[str, Any]) -> dict[str, int]:
 
 async def release_pilots(ctx: dict[str, Any]) -> dict[str, int]:
     """Cron body: release the held rest of pilot campaigns whose automatic release time has come."""
-    async with resources(ctx).sessions.begin() as session:
-        released = await store.release_due_batches(session, now=datetime.now(UTC))
+    res = resources(ctx)
+    async with res.sessions.begin() as session:
+        released = await store.release_due_batches(session, now=res.clock())
     return {"released": released}

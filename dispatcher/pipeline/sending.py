@@ -11,13 +11,18 @@ their idempotency key and are pinned to the provider that may have them (see cor
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import contextlib
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
+import jinja2
+
 from dispatcher.channels.base import EmailChannel, OutboundEmail, OutboundSms, SendOutcome, SmsChannel
-from dispatcher.errors import TemplateError
+from dispatcher.errors import InputError
 from dispatcher.logs import get_logger
 from dispatcher.pipeline.breaker import Breakers
 from dispatcher.pipeline.channels import channel_factory
@@ -38,7 +43,7 @@ MICROS = Decimal(1_000_000)
 
 async def send_chunk(ctx: dict[str, Any], campaign_id: int, owner: str, ids: list[int]) -> dict[str, int]:
     res = resources(ctx)
-    now = datetime.now(UTC)
+    now = res.clock()
     async with res.sessions() as session:
         campaign = await session.get(Campaign, campaign_id)
         rows = await ledger.load_leased(session, ids, owner)
@@ -52,12 +57,14 @@ async def send_chunk(ctx: dict[str, Any], campaign_id: int, owner: str, ids: lis
         gate = Gate(retries=[Retry(r.id, now, "paused", None) for r in rows])
         await _mark_sending(res, runtime, owner, {}, gate, now)
         return {"handed_back": len(rows)}
-    gate = await run_gates(queue(ctx), res.sessions, runtime, rows, blocked, now)
-    rendered = _render_all(composer, gate)
+    prepare = partial(_render_all, composer)
+    gate = await run_gates(queue(ctx), res.sessions, runtime, rows, blocked, now, prepare)
+    rendered = [gate.rendered[due.id] for due in gate.go]
     groups = await _reserve_budget(queue(ctx), runtime, campaign, _group(gate, rendered), gate, now)
     groups = await _mark_sending(res, runtime, owner, groups, gate, now)
-    writes = await _send_all(queue(ctx), runtime, composer, groups)
-    await _write_results(res, runtime, owner, writes)
+    async with _leases_kept(res, owner, [item.due.id for items in groups.values() for item in items]):
+        writes = await _send_all(queue(ctx), runtime, composer, groups)
+        await _write_results(res, runtime, owner, writes)
     await _after(ctx, res, runtime, writes, gate, budgeted=campaign.budget is not None)
     return {
         "sent": sum(len(v) for v in writes.sent.values()),
@@ -81,16 +88,25 @@ async def _runtime(
     return found
 
 
-def _render_all(composer: Composer, gate: Gate) -> list[Rendered]:
-    """Rows whose template fails for this recipient fail once, with the reason; the rest go."""
-    out: list[Rendered] = []
+def _render_all(composer: Composer, gate: Gate) -> None:
+    """Render each row and build what its provider is handed, before anything is marked ``sending``.
+
+    A row whose message cannot be built for its recipient (a variable missing from the contact, a value a
+    filter refuses, a subject a header cannot carry) fails once, permanently, as ``render_error``; the
+    rest of the chunk goes on."""
+    going = []
+    providers = composer.runtime.providers
     for due in gate.go:
         try:
-            out.append(composer.render(due))
-        except TemplateError as exc:
-            gate.finals.append(Final(due.id, "failed", "render_failed", exc.message[:500]))
-    gate.go = []
-    return out
+            item = composer.render(due)
+            composer.prepare(providers[gate.provider[due.id]], item)
+        except (InputError, jinja2.TemplateError) as exc:
+            detail = exc.message if isinstance(exc, InputError) else f"{type(exc).__name__}: {exc}"
+            gate.finals.append(Final(due.id, "failed", "render_error", detail[:500]))
+            continue
+        gate.rendered[due.id] = item
+        going.append(due)
+    gate.go = going
 
 
 def _group(gate: Gate, rendered: list[Rendered]) -> dict[tuple[int, bool], list[Rendered]]:
@@ -167,6 +183,33 @@ async def _mark_sending(
     return kept
 
 
+@asynccontextmanager
+async def _leases_kept(res: WorkerResources, owner: str, ids: list[int]) -> AsyncIterator[None]:
+    """Renew the chunk's leases while its sends and writes run: a slow provider must not let the sweeper
+    hand rows still in flight to another job. If this worker dies, renewals stop and the sweeper recovers
+    the rows as usual."""
+    lease = res.settings.send_lease_s
+
+    async def renew() -> None:
+        while True:
+            await asyncio.sleep(lease / 3)
+            try:
+                async with res.sessions.begin() as session:
+                    until = res.clock() + timedelta(seconds=lease)
+                    await ledger.extend_leases(session, ids, owner=owner, until=until)
+            except Exception:
+                log.warning("lease renewal failed", exc_info=True)
+
+    keeper = asyncio.create_task(renew()) if ids else None
+    try:
+        yield
+    finally:
+        if keeper is not None:
+            keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keeper
+
+
 async def _send_all(
     redis: Any, runtime: CampaignRuntime, composer: Composer, groups: dict[tuple[int, bool], list[Rendered]]
 ) -> Writes:
@@ -185,9 +228,9 @@ async def _send_all(
 async def _send_group(composer: Composer, route: ProviderRoute, items: list[Rendered]) -> list[SendOutcome]:
     client = route.client
     if composer.runtime.channel == "sms":
-        sms: list[OutboundSms] = [composer.sms(route, item) for item in items]
+        sms = [item.outbound for item in items if isinstance(item.outbound, OutboundSms)]
         return await _as_sms(client).send_batch(sms)
-    emails: list[OutboundEmail] = [composer.email(route, item) for item in items]
+    emails = [item.outbound for item in items if isinstance(item.outbound, OutboundEmail)]
     return await _as_email(client).send_batch(emails)
 
 

@@ -3,6 +3,10 @@
 On SIGTERM arq stops taking jobs and waits up to ``worker_shutdown_wait_s`` for running ones
 (``job_completion_wait``); a job still running then is cancelled and re-queued by arq, and the ledger's
 leases make its re-run harmless. On SIGKILL nothing runs here: the sweeper and leases recover the work.
+
+A Redis restart must not end the process: arq's poll loop lets the first connection error escape and the
+worker exits, leaving nobody to run the sweeper that recovers the forgotten jobs (bench/faults.py,
+scenario ``redis``). :class:`_Worker` waits for Redis instead and carries on.
 """
 
 from __future__ import annotations
@@ -18,12 +22,15 @@ from typing import Any
 import aiohttp
 from arq import Worker, cron
 from arq.worker import func
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.exceptions import WatchError
 
 from dispatcher.logs import get_logger
-from dispatcher.pipeline.context import WorkerResources, attach, resources
+from dispatcher.pipeline.context import Clock, WorkerResources, attach, resources, utc_now
 from dispatcher.pipeline.dispatch import dispatch_tick, sweep_ledger
 from dispatcher.pipeline.imports import IMPORT_TIMEOUT_S, run_import, sweep_imports
-from dispatcher.pipeline.maintenance import housekeeping
+from dispatcher.pipeline.maintenance import apply_early_receipts, housekeeping
 from dispatcher.pipeline.planning import PLAN_TIMEOUT_S, plan_campaign, release_pilots, sweep_planning
 from dispatcher.pipeline.queue import ensure_safe_policy, redis_settings
 from dispatcher.pipeline.sending import send_chunk
@@ -33,6 +40,9 @@ from dispatcher.storage.workers import forget_worker, record_heartbeat
 
 log = get_logger(__name__)
 HEARTBEAT_EVERY_S = 5.0
+# redis-py reports a connection lost under WATCH as a WatchError
+REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, WatchError)
+REDIS_RETRY_S = 1.0
 
 
 async def heartbeat(res: WorkerResources) -> None:
@@ -69,6 +79,7 @@ async def _startup(ctx: dict[str, Any]) -> None:
         worker_id=f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}",
         host=socket.gethostname(),
         pid=os.getpid(),
+        clock=ctx.get("clock") or utc_now,
     )
     attach(ctx, res)
     await heartbeat(res)
@@ -101,6 +112,7 @@ async def _job_end(ctx: dict[str, Any]) -> None:
 
 CRON_JOBS = [
     cron(housekeeping, name="cron:housekeeping", minute={7, 37}, second=0, unique=True),
+    cron(apply_early_receipts, name="cron:apply_early_receipts", second={2, 17, 32, 47}, unique=True),
     cron(sweep_imports, name="cron:sweep_imports", second=30, unique=True),
     cron(dispatch_tick, name="cron:dispatch_tick", second=set(range(60)), unique=True, timeout=60),
     cron(sweep_ledger, name="cron:sweep_ledger", second={5, 20, 35, 50}, unique=True),
@@ -109,10 +121,42 @@ CRON_JOBS = [
 ]
 
 
-def build_worker(settings: Settings, redis_url: str, *, burst: bool = False) -> Worker:
-    return Worker(
+class _Worker(Worker):
+    """arq's worker (0.28), kept alive while Redis is away: the running jobs go on with the database, the
+    poll loop waits and reconnects (redis-py's pool does that on the next command)."""
+
+    async def _poll_iteration(self) -> None:
+        try:
+            await super()._poll_iteration()
+        except REDIS_DOWN as exc:
+            if self.burst:
+                raise
+            log.warning("worker.redis_unavailable", error=type(exc).__name__)
+            await asyncio.sleep(REDIS_RETRY_S)
+
+    async def start_jobs(self, job_ids: list[bytes]) -> None:
+        # arq takes a job slot (semaphore + counter) before its Redis round trips and gives it back on every
+        # path but an exception: one id at a time, a failure returns exactly the one slot it took, or a few
+        # restarts would leave the worker with no slots at all
+        for job_id in job_ids:
+            if self.job_counter >= self.max_jobs:
+                return
+            try:
+                await super().start_jobs([job_id])
+            except REDIS_DOWN:
+                self.job_counter -= 1
+                self.sem.release()
+                raise
+
+
+def build_worker(
+    settings: Settings, redis_url: str, *, burst: bool = False, clock: Clock | None = None
+) -> Worker:
+    """``clock`` replaces the real time in the jobs' scheduling decisions (tests, simulations)."""
+    return _Worker(
         functions=[
             func(housekeeping, name="housekeeping"),
+            func(apply_early_receipts, name="apply_early_receipts"),
             func(run_import, name="run_import", timeout=IMPORT_TIMEOUT_S, max_tries=1000),
             func(sweep_imports, name="sweep_imports"),
             func(plan_campaign, name="plan_campaign", timeout=PLAN_TIMEOUT_S, max_tries=1000),
@@ -129,7 +173,7 @@ def build_worker(settings: Settings, redis_url: str, *, burst: bool = False) -> 
         on_startup=_startup,
         on_shutdown=_shutdown,
         after_job_end=_job_end,
-        ctx={"settings": settings},
+        ctx={"settings": settings, "clock": clock},
         max_jobs=settings.worker_max_jobs,
         job_timeout=settings.worker_job_timeout_s,
         job_completion_wait=settings.worker_shutdown_wait_s,

@@ -105,26 +105,35 @@ LEDGER_VARYING = (
     "not_before",
     "finished_at",
     "error_code",
+    "zone",
 )
 _BIGINT, _TEXT, _MOMENT = sa.BigInteger(), sa.String(), sa.DateTime(timezone=True)
 _ARRAYS: dict[str, Any] = {
     "batch_id": _BIGINT, "contact_id": _BIGINT, "variant": _TEXT, "address": _TEXT, "state": _TEXT,
-    "not_before": _MOMENT, "finished_at": _MOMENT, "error_code": _TEXT,
+    "not_before": _MOMENT, "finished_at": _MOMENT, "error_code": _TEXT, "zone": _TEXT,
 }  # fmt: skip
 # PostgreSQL: one statement per page whatever its size, fed column arrays (about twice executemany's speed).
 _UNNEST_INSERT = sa.text(
     """
     INSERT INTO messages (workspace_id, campaign_id, channel, attempts, possible_duplicate, created_at,
                           updated_at, batch_id, contact_id, variant, address, state, not_before, finished_at,
-                          error_code)
+                          error_code, zone)
     SELECT CAST(:workspace_id AS bigint), CAST(:campaign_id AS bigint), CAST(:channel AS varchar), 0, false,
            CAST(:created_at AS timestamptz), CAST(:created_at AS timestamptz), u.*
     FROM unnest(CAST(:batch_id AS bigint[]), CAST(:contact_id AS bigint[]), CAST(:variant AS varchar[]),
                 CAST(:address AS varchar[]), CAST(:state AS varchar[]), CAST(:not_before AS timestamptz[]),
-                CAST(:finished_at AS timestamptz[]), CAST(:error_code AS varchar[])) AS u
+                CAST(:finished_at AS timestamptz[]), CAST(:error_code AS varchar[]),
+                CAST(:zone AS varchar[])) AS u
     ON CONFLICT (campaign_id, contact_id) DO NOTHING
     """
 ).bindparams(*(sa.bindparam(name, type_=postgresql.ARRAY(kind)) for name, kind in _ARRAYS.items()))
+
+
+def ledger_zone(recipient: Recipient) -> str | None:
+    """The zone a ledger row records for local-time reports: the contact's field, else its number's first."""
+    if recipient.timezone is not None:
+        return recipient.timezone
+    return recipient.time_zones[0] if recipient.time_zones else None
 
 
 async def insert_ledger(

@@ -72,6 +72,15 @@ class Message(WorkspaceOwned, Base):
         sa.Index("ix_messages_provider_msgid", "provider_message_id"),
         # send-time cap history and suppression lookups go by address (bench/dispatch.py: 24 ms → 1.3 ms)
         sa.Index("ix_messages_workspace_channel_address", "workspace_id", "channel", "address"),
+        # claims read a campaign's due rows in order and stop at their limit (migration 0010)
+        sa.Index(
+            "ix_messages_due",
+            "campaign_id",
+            "not_before",
+            "id",
+            postgresql_where=sa.text("state = 'planned'"),
+            sqlite_where=sa.text("state = 'planned'"),
+        ),
     )
 
     campaign_id: Mapped[int] = mapped_column(BigId, sa.ForeignKey("campaigns.id", ondelete="CASCADE"))
@@ -80,6 +89,9 @@ class Message(WorkspaceOwned, Base):
     variant: Mapped[str] = mapped_column(sa.String(8), default="A")
     channel: Mapped[str] = mapped_column(sa.String(16))
     address: Mapped[str] = mapped_column(sa.String(320))
+    # the recipient's IANA zone when planned (contact field, else the number's first zone; None: UTC):
+    # local-time reports group by it without joining a million contacts
+    zone: Mapped[str | None] = mapped_column(sa.String(64))
     state: Mapped[str] = mapped_column(sa.String(16), default="planned")
     attempts: Mapped[int] = mapped_column(default=0)
     idempotency_key: Mapped[str | None] = mapped_column(sa.String(64))

@@ -25,6 +25,7 @@ from dispatcher.storage.base import insert_ignoring_duplicates
 from dispatcher.storage.campaigns import Event, Message
 from dispatcher.storage.contacts import ConsentRecord, Suppression
 from dispatcher.storage.content import Provider
+from dispatcher.storage.early_receipts import hold_receipt
 
 # Ledger states a final receipt may leave: the provider has (or may have) the message and no outcome is known.
 _AWAITING_OUTCOME = ("sending", "sent")
@@ -147,11 +148,14 @@ async def apply_receipt(
     status: str,
     error_code: str | None,
     occurred_at: datetime,
+    suppress_reason: str | None = None,
 ) -> tuple[MessageRow | None, bool]:
     """A delivery receipt for a provider's message id: (the message, whether this receipt moved it).
 
     The receipt's event is recorded only when the ledger moved, so a message has at most one outcome event
-    (``delivered``, ``undelivered`` or ``failed``), whatever arrives later.
+    (``delivered``, ``undelivered`` or ``failed``), whatever arrives later. A final receipt that finds no
+    row, or a row whose ``sent`` write committed just after the UPDATE looked, is held for the maintenance
+    sweep (:mod:`dispatcher.storage.early_receipts`) with ``suppress_reason`` for its address.
     """
     condition = sa.and_(
         Message.provider_message_id == provider_message_id, Message.provider_id == provider_id
@@ -160,7 +164,18 @@ async def apply_receipt(
         session, condition, status=status, error_code=error_code, occurred_at=occurred_at
     )
     if moved is None:
-        return await message_by_provider_id(session, provider_id, provider_message_id), False
+        found = await message_by_provider_id(session, provider_id, provider_message_id)
+        if is_final(status) and (found is None or found.state in _AWAITING_OUTCOME):
+            await hold_receipt(
+                session,
+                provider_id=provider_id,
+                provider_message_id=provider_message_id,
+                status=status,
+                error_code=error_code,
+                occurred_at=occurred_at,
+                suppress_reason=suppress_reason,
+            )
+        return found, False
     await record_event(
         session,
         workspace_id=moved.workspace_id,

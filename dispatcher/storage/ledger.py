@@ -84,6 +84,7 @@ class Retry:
     error_detail: str | None
     possible_duplicate: bool = False
     ambiguous: bool = False  # this attempt may have reached the provider: pin the retry to it
+    counted: bool = True  # False: the attempt says nothing about the message (throttled, unreachable)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,30 +103,53 @@ def idempotency_key(campaign_id: int, message_id: int) -> str:
 async def claim_due(
     session: AsyncSession, *, campaign_id: int, now: datetime, limit: int, owner: str, lease_until: datetime
 ) -> list[int]:
-    """Lease up to ``limit`` due rows of released batches to ``owner``; concurrent claimers skip each
-    other."""
+    """Lease up to ``limit`` due rows of released batches to ``owner``, earliest ``not_before`` first;
+    concurrent claimers skip each other.
+
+    Dated rows and undated ones (due at once) are claimed by two statements rather than one ``OR``: each is
+    then a range of ``ix_messages_due`` read in order and stopped at the limit, where the ``OR`` sorted
+    every planned row of the campaign on every claim."""
+    ids = await _claim(session, campaign_id, Message.not_before <= now, limit, owner, now, lease_until)
+    if len(ids) < limit:
+        undated = Message.not_before.is_(None)
+        ids += await _claim(session, campaign_id, undated, limit - len(ids), owner, now, lease_until)
+    return sorted(ids)
+
+
+async def _claim(
+    session: AsyncSession,
+    campaign_id: int,
+    due_now: Any,
+    limit: int,
+    owner: str,
+    now: datetime,
+    lease_until: datetime,
+) -> list[int]:
     released = sa.select(Batch.id).where(Batch.campaign_id == campaign_id, Batch.state == "released")
     due = (
         sa.select(Message.id)
         .where(
             Message.campaign_id == campaign_id,
             Message.state == "planned",
-            sa.or_(Message.not_before.is_(None), Message.not_before <= now),
+            due_now,
             Message.batch_id.in_(released),
         )
         .order_by(Message.not_before, Message.id)
         .limit(limit)
     )
-    if (await session.connection()).dialect.name == "postgresql":
-        due = due.with_for_update(skip_locked=True)
+    chosen: Any = Message.id.in_(due.scalar_subquery())
+    if _is_pg(session):
+        # ARRAY(subquery) runs once and the UPDATE finds its rows by primary key; a plain IN was hashed
+        # against a scan of every planned row
+        chosen = Message.id == sa.any_(sa.func.array(due.with_for_update(skip_locked=True).scalar_subquery()))
     result = await session.execute(
         sa.update(Message)
-        .where(Message.id.in_(due.scalar_subquery()), Message.state == "planned")
+        .where(chosen, Message.state == "planned")
         .values(state="queued", lease_owner=owner, lease_until=lease_until, queued_at=now, updated_at=now)
         .returning(Message.id)
         .execution_options(synchronize_session=False)
     )
-    return sorted(int(row[0]) for row in result)
+    return [int(row[0]) for row in result]
 
 
 async def load_leased(session: AsyncSession, ids: Sequence[int], owner: str) -> list[Due]:
@@ -159,26 +183,29 @@ async def load_leased(session: AsyncSession, ids: Sequence[int], owner: str) -> 
 
 
 def _due(row: Any) -> Due:
+    # unpacked by position: one tuple walk instead of fifteen attribute lookups per row of a chunk
+    (mid, contact_id, variant, address, attempts, key, first, last, email, phone, zone, attrs, zones,
+     provider_id, ambiguous) = row  # fmt: skip
     contact = {
-        "first_name": row.first_name,
-        "last_name": row.last_name,
-        "email": row.email,
-        "phone": row.phone,
-        "timezone": row.timezone,
-        "attributes": row.attributes or {},
+        "first_name": first,
+        "last_name": last,
+        "email": email,
+        "phone": phone,
+        "timezone": zone,
+        "attributes": attrs or {},
     }
     return Due(
-        id=row.id,
-        contact_id=row.contact_id,
-        variant=row.variant,
-        address=row.address,
-        attempts=row.attempts,
-        idempotency_key=row.idempotency_key,
+        id=mid,
+        contact_id=contact_id,
+        variant=variant,
+        address=address,
+        attempts=attempts,
+        idempotency_key=key,
         contact=contact,
-        time_zones=list(row.time_zones or []),
-        timezone=row.timezone,
-        provider_id=row.provider_id,
-        ambiguous=bool(row.ambiguous),
+        time_zones=list(zones or []),
+        timezone=zone,
+        provider_id=provider_id,
+        ambiguous=bool(ambiguous),
     )
 
 
@@ -282,6 +309,7 @@ async def retry_later(
                 "detail": r.error_detail,
                 "dup": r.possible_duplicate,
                 "amb": r.ambiguous,
+                "refund": 0 if r.counted else 1,
             }
             for r in rows
         ],
@@ -290,6 +318,7 @@ async def retry_later(
         now=now,
         state="planned",
         ambiguous=_T.c.ambiguous | sa.bindparam("amb", type_=sa.Boolean),
+        attempts=_T.c.attempts - sa.bindparam("refund", type_=sa.Integer),
         not_before=sa.bindparam("nb"),
         error_code=sa.bindparam("code"),
         error_detail=sa.bindparam("detail"),
@@ -334,6 +363,28 @@ async def _update_leased(
     )
 
 
+def _lapsed(state: str, now: datetime) -> sa.Select[Any]:
+    """Rows of ``state`` whose lease ran out, skipping any a worker holds locked right now: the sweeper
+    never waits on (or deadlocks with) a job still writing its own rows; it takes them next round."""
+    return (
+        sa.select(Message.id)
+        .where(Message.state == state, Message.lease_until < now)
+        .with_for_update(skip_locked=True)
+    )
+
+
+async def extend_leases(session: AsyncSession, ids: Sequence[int], *, owner: str, until: datetime) -> int:
+    """A job still working on its rows keeps them: without this a chunk slower than its lease is handed
+    back by the sweeper and sent again while the first attempt is still in flight."""
+    result = await session.execute(
+        sa.update(Message)
+        .where(Message.id.in_(ids), Message.lease_owner == owner, Message.state.in_(("queued", "sending")))
+        .values(lease_until=until)
+        .execution_options(synchronize_session=False)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
 async def release_expired_leases(
     session: AsyncSession, *, now: datetime, resend_unacknowledged: bool
 ) -> tuple[int, int]:
@@ -342,7 +393,7 @@ async def release_expired_leases(
     deduplicating provider drops the resend), flagged as a possible duplicate when it cannot."""
     queued = await session.execute(
         sa.update(Message)
-        .where(Message.state == "queued", Message.lease_until < now)
+        .where(Message.id.in_(_lapsed("queued", now)), Message.state == "queued", Message.lease_until < now)
         .values(state="planned", lease_owner=None, lease_until=None, updated_at=now)
         .execution_options(synchronize_session=False)
     )
@@ -357,7 +408,7 @@ async def release_expired_leases(
         values["possible_duplicate"] = True
     sending = await session.execute(
         sa.update(Message)
-        .where(Message.state == "sending", Message.lease_until < now)
+        .where(Message.id.in_(_lapsed("sending", now)), Message.state == "sending", Message.lease_until < now)
         .values(**values)
         .execution_options(synchronize_session=False)
     )
@@ -450,15 +501,29 @@ async def cap_history(
     session: AsyncSession, workspace_id: int, channel: str, addresses: Sequence[str], since: datetime
 ) -> dict[str, list[tuple[str, datetime]]]:
     """What the ledger says was sent to these addresses: rebuilds Redis caps after a restart."""
+    by_address = sa.select(
+        Message.address, Message.campaign_id, Message.id, Message.sent_at, Message.updated_at, Message.state
+    ).where(
+        Message.workspace_id == workspace_id,
+        Message.channel == channel,
+        _among(session, Message.address, sorted(set(addresses)), sa.String),
+    )
+    if _is_pg(session):
+        # OFFSET 0 keeps the rows found by address apart from the state filter: with statistics taken
+        # before a campaign sent anything, the planner otherwise read every sent row of the table through
+        # the state index for each chunk (394 ms a chunk at 50,000 sent, growing with the campaign)
+        by_address = by_address.offset(0)
+    found_rows = by_address.subquery()
     rows = await session.execute(
         sa.select(
-            Message.address, Message.campaign_id, Message.id, Message.sent_at, Message.updated_at
+            found_rows.c.address,
+            found_rows.c.campaign_id,
+            found_rows.c.id,
+            found_rows.c.sent_at,
+            found_rows.c.updated_at,
         ).where(
-            Message.workspace_id == workspace_id,
-            Message.channel == channel,
-            _among(session, Message.address, sorted(set(addresses)), sa.String),
-            Message.state.in_(("sending", "sent", "delivered")),
-            Message.updated_at >= since,
+            found_rows.c.state.in_(("sending", "sent", "delivered")),
+            found_rows.c.updated_at >= since,
         )
     )
     found: dict[str, list[tuple[str, datetime]]] = {}

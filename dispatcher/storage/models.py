@@ -13,6 +13,7 @@ from dispatcher.storage.contacts import (
     Suppression,
 )
 from dispatcher.storage.content import Provider, Template, TemplateVersion, TrackedLink
+from dispatcher.storage.early_receipts import EarlyReceipt
 from dispatcher.storage.staging import ImportChunk, StagedContact
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "Contact",
     "ContactImport",
     "ContactList",
+    "EarlyReceipt",
     "Event",
     "IdempotentRequest",
     "ImportChunk",

@@ -15,7 +15,7 @@ The same SQL runs on PostgreSQL and SQLite.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -72,15 +72,29 @@ def engagement_per_message(workspace_id: int, campaign_id: int | None) -> Any:
 
 
 def delay_milliseconds(dialect: str) -> Any:
-    """Delivery delay of a delivered row in whole milliseconds, NULL for any other row."""
-    if dialect == "postgresql":
-        span = sa.extract("epoch", Message.delivered_at - Message.sent_at) * 1000
-    else:
-        span = (sa.func.julianday(Message.delivered_at) - sa.func.julianday(Message.sent_at)) * 86_400_000.0
+    """Delivery delay of a delivered row in whole milliseconds (half away from zero), NULL for any other."""
     known = sa.and_(
         Message.state == "delivered", Message.sent_at.isnot(None), Message.delivered_at.isnot(None)
     )
+    if dialect == "postgresql":
+        return sa.case((known, _postgres_milliseconds()))
+    span = (sa.func.julianday(Message.delivered_at) - sa.func.julianday(Message.sent_at)) * 86_400_000.0
     return sa.case((known, sa.cast(sa.func.round(span), sa.BigInteger)))
+
+
+def _postgres_milliseconds() -> Any:
+    """``round(extract(epoch …) * 1000)`` in integers: ``extract`` works in ``numeric``, a third of a campaign
+    report's time over 1M rows. The span in whole microseconds is exact through ``double precision`` (up
+    to centuries), and rounding it to milliseconds in integers gives what ``numeric`` gave, ties included."""
+
+    def micros(start: Any, end: Any) -> Any:
+        return sa.cast(sa.func.round(sa.func.date_part("epoch", end - start) * 1_000_000), sa.BigInteger)
+
+    sent, delivered = Message.sent_at, Message.delivered_at
+    return sa.case(
+        (delivered < sent, -((micros(delivered, sent) + 500) // 1000)),
+        else_=(micros(sent, delivered) + 500) // 1000,
+    )
 
 
 def fine_groups(rows: Any, columns: dict[str, Any], engagement: Any, dialect: str) -> Any:
@@ -107,13 +121,27 @@ def fine_groups(rows: Any, columns: dict[str, Any], engagement: Any, dialect: st
     return statement.cte("fine").prefix_with("MATERIALIZED")
 
 
-def groupings_statement(fine: Any, groupings: Sequence[tuple[str, ...]], union: tuple[str, ...]) -> Any:
+def groupings_statement(
+    fine: Any,
+    groupings: Sequence[tuple[str, ...]],
+    union: tuple[str, ...],
+    shown: Mapping[str, Callable[[Any], Any]] | None = None,
+) -> Any:
     """One ``UNION ALL`` branch per grouping: ``grouping`` (its index), every ``d_*`` column (NULL where
-    the grouping lacks it), the summed counts and ``median_ms``."""
-    return sa.union_all(*(_branch(fine, index, grouping, union) for index, grouping in enumerate(groupings)))
+    the grouping lacks it), the summed counts and ``median_ms``. ``shown`` formats a dimension once per
+    group rather than once per ledger row (PostgreSQL's ``to_char`` of a period: a quarter of the scan)."""
+    return sa.union_all(
+        *(_branch(fine, index, grouping, union, shown or {}) for index, grouping in enumerate(groupings))
+    )
 
 
-def _branch(fine: Any, index: int, grouping: tuple[str, ...], union: tuple[str, ...]) -> Any:
+def _branch(
+    fine: Any,
+    index: int,
+    grouping: tuple[str, ...],
+    union: tuple[str, ...],
+    shown: Mapping[str, Callable[[Any], Any]],
+) -> Any:
     keys = [fine.c[f"d_{d}"] for d in grouping]
     sums = (
         sa.select(*keys, *(sa.func.coalesce(sa.func.sum(fine.c[n]), 0).label(n) for n in SUMMED))
@@ -125,7 +153,10 @@ def _branch(fine: Any, index: int, grouping: tuple[str, ...], union: tuple[str, 
         sa.true(), *(sums.c[f"d_{d}"].is_not_distinct_from(middle.c[f"d_{d}"]) for d in grouping)
     )
     padded = [
-        sums.c[f"d_{d}"] if d in grouping else sa.cast(sa.null(), _type(d)).label(f"d_{d}") for d in union
+        _shown(sums.c[f"d_{d}"], shown.get(d)).label(f"d_{d}")
+        if d in grouping
+        else sa.cast(sa.null(), _type(d)).label(f"d_{d}")
+        for d in union
     ]
     return sa.select(
         sa.literal(index).label("grouping"), *padded, *(sums.c[n] for n in SUMMED), middle.c.median_ms
@@ -163,6 +194,10 @@ def _median(fine: Any, grouping: tuple[str, ...]) -> Any:
         .group_by(*final)
         .subquery()
     )
+
+
+def _shown(column: Any, show: Callable[[Any], Any] | None) -> Any:
+    return column if show is None else show(column)
 
 
 def _type(dimension: str) -> Any:

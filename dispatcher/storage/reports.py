@@ -23,7 +23,6 @@ from dispatcher.core.rates import Tally
 from dispatcher.storage import report_periods as periods
 from dispatcher.storage import report_sql as sql
 from dispatcher.storage.campaigns import Batch, Campaign, Message
-from dispatcher.storage.contacts import Contact
 from dispatcher.storage.content import Provider
 
 Dimension = Literal["campaign", "batch", "channel", "provider", "sender", "variant", "period"]
@@ -70,7 +69,8 @@ async def aggregate(session: AsyncSession, scope: Scope, groupings: Sequence[Gro
     fine = sql.fine_groups(_base(scope, union), labelled, engagement, dialect)
     found: list[dict[Key, Any]] = [{} for _ in groupings]
     async with _tuned(session, dialect):
-        result = await session.execute(sql.groupings_statement(fine, groupings, union))
+        shown = {"period": periods.postgres_period_name} if dialect == "postgresql" else None
+        result = await session.execute(sql.groupings_statement(fine, groupings, union, shown))
         for row in result.mappings():
             index = int(row["grouping"])
             found[index][tuple(row[f"d_{d}"] for d in groupings[index])] = row
@@ -156,8 +156,6 @@ def _filtered(statement: Any, scope: Scope) -> Any:
 def _joined(statement: Any, union: Grouping, scope: Scope) -> Any:
     if "sender" in union:
         statement = statement.join(Campaign, Campaign.id == Message.campaign_id)
-    if "period" in union and scope.local:
-        statement = statement.join(Contact, Contact.id == Message.contact_id)
     return statement
 
 
@@ -190,9 +188,9 @@ async def _sqlite_offsets(session: AsyncSession, scope: Scope) -> dict[str, list
     if not scope.local:
         return None
     moment = periods.message_time()
-    zone = periods.contact_zone("sqlite").label("zone")
+    zone = periods.recipient_zone().label("zone")
     statement = sa.select(zone, sa.func.min(moment), sa.func.max(moment)).select_from(Message)
-    statement = _filtered(statement.join(Contact, Contact.id == Message.contact_id), scope).group_by(zone)
+    statement = _filtered(statement, scope).group_by(zone)
     return {
         str(name): periods.zone_offsets(str(name), low, high)
         for name, low, high in await session.execute(statement)

@@ -8,22 +8,28 @@ import json
 import random
 import socket
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
 import pytest
+import sqlalchemy as sa
 from aiohttp.test_utils import TestClient
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatcher.api.app import create_app
-from dispatcher.api.keys import SESSIONS, SETTINGS
+from dispatcher.api.keys import ENGINE, SESSIONS, SETTINGS
 from dispatcher.api.routes.hooks import inbound_url, open_pixel_url, status_callback_url, twiml
 from dispatcher.channels.base import OutboundSms
 from dispatcher.channels.fake_sms import FakeSmsConfig, start_fake_sms
 from dispatcher.channels.twilio_http import API_VERSION, SIGNATURE_HEADER, TwilioHttpChannel, sign
 from dispatcher.core.inbound import EMAIL_SIGNATURE_HEADER, email_signature
 from dispatcher.core.opens import PIXEL_GIF
+from dispatcher.pipeline.context import WorkerResources, attach
+from dispatcher.pipeline.maintenance import apply_early_receipts
 from dispatcher.settings import Settings
+from dispatcher.storage import ledger
+from dispatcher.storage.campaigns import Message
 from tests import inbound_seed as seed
 from tests.core.test_dsn import GMAIL
 
@@ -139,6 +145,50 @@ def _reply(sender: str, body: str, sid: str) -> dict[str, str]:
         "From": sender,
         "ApiVersion": API_VERSION,
     }
+
+
+async def test_callbacks_before_the_worker_wrote_the_sid_count_once_when_it_lands(client: TestClient) -> None:
+    s = await _seed(client, count=3, state="sending")  # with the provider; the ledger has no sid yet
+    path = f"/hooks/twilio/{s.provider_id}/status"
+    bounce = {**_status_form(s.sid(1), s.addresses[1], "undelivered"), "ErrorCode": "30005"}  # bad number
+    forms = [_status_form(s.sid(0), s.addresses[0], "delivered")] * 20 + [bounce] * 20
+    random.Random(5).shuffle(forms)
+
+    async def post_all() -> None:
+        answers = await asyncio.gather(*(_post_form(client, path, f, seed.TWILIO_TOKEN) for f in forms))
+        assert {a.status for a in answers} == {204}
+
+    await post_all()
+    assert await _read(client, lambda session: seed.kinds(session, s.workspace_id)) == {}
+    async with client.app[SESSIONS].begin() as session:
+        await session.execute(
+            sa.update(Message).where(Message.campaign_id == s.campaign_id).values(lease_owner="w")
+        )
+        sent = [ledger.Sent(s.message_ids[i], s.sid(i), 1, None) for i in range(3)]
+        await ledger.mark_sent(session, sent, owner="w", provider_id=s.provider_id, now=datetime.now(UTC))
+    async with aiohttp.ClientSession() as http:
+        res = WorkerResources(
+            client.app[SETTINGS],
+            client.app[ENGINE],
+            client.app[SESSIONS],
+            http,
+            worker_id="t",
+            host="h",
+            pid=0,
+        )
+        ctx: dict[str, Any] = {}
+        attach(ctx, res)
+        assert await apply_early_receipts(ctx) == {"applied": 2, "suppressed": 1, "expired": 0}
+        await post_all()  # the same callbacks again, now that the sids are known: nothing more
+        assert await apply_early_receipts(ctx) == {"applied": 0, "suppressed": 0, "expired": 0}
+    assert await _read(client, lambda session: seed.kinds(session, s.workspace_id)) == {
+        "delivered": 1,
+        "undelivered": 1,
+    }
+    states = await _read(client, lambda session: seed.states(session, s.campaign_id))
+    assert [states[m] for m in s.message_ids] == ["delivered", "failed", "sent"]
+    suppressed = await _read(client, lambda session: seed.suppressions(session, s.workspace_id))
+    assert suppressed == [("sms", s.addresses[1], "hard_bounce")]
 
 
 async def test_stop_answers_once_start_resubscribes(client: TestClient) -> None:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 
 from dispatcher.channels.fake_sms_store import FakeSmsConfig
+from dispatcher.core.cleaning_fields import PhoneResult, clean_phone
 from dispatcher.settings import Settings
 from dispatcher.storage.campaigns import Batch, Campaign, Message
 from dispatcher.storage.contacts import Contact, ContactList
@@ -297,3 +300,186 @@ async def clone_campaign(settings: Settings, campaign_id: int) -> int:
         clone_id = clone.id
     await engine.dispose()
     return clone_id
+
+
+# --- campaigns planned by the engine itself, at instants a test chooses ---------------------------------
+
+
+@dataclass(frozen=True)
+class Person:
+    """A contact as an import stores it: E.164 number, the zones phonenumbers gives it, own zone field."""
+
+    phone: str
+    zones: tuple[str, ...]
+    timezone: str | None = None
+
+
+def person(raw: str, timezone: str | None = None) -> Person:
+    cleaned = clean_phone(raw, None)
+    assert isinstance(cleaned, PhoneResult), raw
+    assert cleaned.sms_capable, raw
+    return Person(cleaned.e164, cleaned.time_zones, timezone)
+
+
+async def seed_scheduled(
+    settings: Settings,
+    stub_url: str,
+    people: Sequence[Person],
+    *,
+    slug: str,
+    end_at: datetime,
+    windows: str = "10:30-11:30,15:00-17:00",
+    allowed: str = "08:00-21:00",
+    bodies: Mapping[str, tuple[str, int]] | None = None,
+    pilot: tuple[int, int | None] | None = None,
+    list_zone: str | None = None,
+) -> int:
+    """A ``scheduled`` campaign in its own workspace (so caps never link tests), not planned yet: queue
+    ``plan_campaign`` for it. ``bodies``: variant → (SMS template, weight); ``pilot``: (percent, delay)."""
+    stub, created = FakeSmsConfig(), datetime.now(UTC)
+    engine = create_engine(settings.database_url)
+    async with session_factory(engine).begin() as session:
+        ws = await get_or_create_workspace(session, slug, now=created)
+        target = ContactList(workspace_id=ws.id, name=slug, default_timezone=list_zone)
+        provider = Provider(
+            workspace_id=ws.id, name="stub", channel="sms", kind="twilio_http", price_per_segment=0.0075,
+            config={"base_url": stub_url, "account_sid": stub.account_sid, "auth_token": stub.auth_token,
+                    "from": ["+15005550006"], "idempotency": True, "timeout_s": 5},
+        )  # fmt: skip
+        session.add_all([target, provider])
+        await session.flush()
+        variants: dict[str, dict[str, Any]] = {}
+        for name, (body, weight) in (bodies or {"A": (BODY, 1)}).items():
+            template = Template(workspace_id=ws.id, name=f"promo {name}", channel="sms")
+            session.add(template)
+            await session.flush()
+            version = TemplateVersion(workspace_id=ws.id, template_id=template.id, version=1, body=body)
+            session.add(version)
+            await session.flush()
+            variants[name] = {"template_id": template.id, "template_version_id": version.id, "weight": weight}
+        campaign = Campaign(
+            workspace_id=ws.id, name=slug, state="scheduled", channel="sms", list_id=target.id,
+            provider_id=provider.id, variants=variants,
+            schedule={"windows": windows, "allowed": allowed, "end_at": end_at.isoformat()},
+            limits={"per_local_day": 5, "per_rolling_days": 10, "rolling_days": 7},
+            pilot_percent=pilot[0] if pilot else None, pilot_delay_minutes=pilot[1] if pilot else None,
+        )  # fmt: skip
+        session.add(campaign)
+        await session.flush()
+        contacts: list[dict[str, Any]] = [
+            {"workspace_id": ws.id, "list_id": target.id, "dedupe_key": p.phone, "phone": p.phone,
+             "phone_type": "mobile", "sms_capable": True, "time_zones": list(p.zones),
+             "timezone": p.timezone, "first_name": f"P{n}", "attributes": {}, "created_at": created}
+            for n, p in enumerate(people)
+        ]  # fmt: skip
+        await session.execute(sa.insert(Contact), contacts)
+        campaign_id = campaign.id
+    await engine.dispose()
+    return campaign_id
+
+
+async def run_at(settings: Settings, at: datetime, job: str, *args: Any) -> None:
+    """Queue one job and drain with a real arq worker whose clock stands still at ``at`` (the jobs it
+    queues, such as a tick's send chunks, run at ``at`` too)."""
+    from dispatcher.pipeline.queue import connect_queue
+    from dispatcher.pipeline.worker import build_worker
+
+    pool = await connect_queue(settings.redis_url or "")
+    try:
+        await pool.enqueue_job(job, *args, _queue_name=settings.queue_name)
+    finally:
+        await pool.aclose()
+    worker = build_worker(settings, settings.redis_url or "", burst=True, clock=lambda: at)
+    worker.poll_delay_s = 0.05  # a burst worker sleeps this long between looks at the queue (arq: 0.5 s)
+    try:
+        await worker.main()
+    finally:
+        await worker.close()
+
+
+async def ledger_rows(settings: Settings, campaign_id: int) -> list[Message]:
+    engine = create_engine(settings.database_url)
+    async with session_factory(engine)() as session:
+        rows = list(await session.scalars(sa.select(Message).where(Message.campaign_id == campaign_id)))
+    await engine.dispose()
+    return rows
+
+
+# --- e-mail and SMPP campaigns (bench/dispatch.py --channel email|smpp) -----------------------------------
+
+EMAIL_SUBJECT = "{{ first_name | default('Hello') }}, winter sale: 30% off"
+EMAIL_TEXT = "Hello {{ first_name | default('there') }},\n\nOur winter sale starts today: 30% off.\n"
+EMAIL_HTML = "<html><body><p>Hi {{ first_name | default('there') }},</p><p><b>30% off</b>.</p></body></html>"
+
+
+def email_address(n: int) -> str:
+    return f"c{n}@customers.example"
+
+
+def _contact(ws_id: int, list_id: int, channel: str, n: int, now: datetime) -> dict[str, Any]:
+    address = email_address(n) if channel == "email" else phone(n)
+    row: dict[str, Any] = {"workspace_id": ws_id, "list_id": list_id, "dedupe_key": address}
+    row |= {"email": address} if channel == "email" else {"phone": address, "phone_type": "mobile"}
+    row |= {"sms_capable": channel == "sms", "time_zones": ["America/Los_Angeles"], "first_name": f"P{n}"}
+    return row | {"attributes": {}, "created_at": now}
+
+
+async def seed_channel_campaign(
+    settings: Settings,
+    recipients: int,
+    *,
+    kind: str,
+    config: dict[str, Any],
+    sender: str | None = None,
+    limits: dict[str, Any] | None = None,
+) -> int:
+    """A running campaign of ``recipients`` through one provider of ``kind`` (``smtp``: e-mails to
+    ``email_address(n)``; any other kind: SMS to ``phone(n)``), its ledger planned and due now."""
+    channel = "email" if kind == "smtp" else "sms"
+    now = datetime.now(UTC)
+    engine = create_engine(settings.database_url)
+    async with session_factory(engine).begin() as session:
+        ws = await get_or_create_workspace(session, f"shop-{kind}", now=now)
+        target = ContactList(workspace_id=ws.id, name=f"{kind} customers", created_at=now, updated_at=now)
+        provider = Provider(
+            workspace_id=ws.id, name=kind, channel=channel, kind=kind, price_per_segment=0.001, config=config
+        )
+        template = Template(workspace_id=ws.id, name=f"{kind} promo", channel=channel)
+        session.add_all([target, provider, template])
+        await session.flush()
+        parts = {"subject": EMAIL_SUBJECT, "text_body": EMAIL_TEXT, "html_body": EMAIL_HTML}
+        version = TemplateVersion(
+            workspace_id=ws.id, template_id=template.id, version=1,
+            **(parts if channel == "email" else {"body": BODY}),
+        )  # fmt: skip
+        session.add(version)
+        await session.flush()
+        campaign = Campaign(
+            workspace_id=ws.id, name=f"{kind} winter", state="running", channel=channel, list_id=target.id,
+            provider_id=provider.id, sender=sender, started_at=now,
+            variants={"A": {"template_id": template.id, "template_version_id": version.id, "weight": 100}},
+            schedule={"windows": "00:00-24:00", "allowed": "00:00-24:00",
+                      "end_at": (now + timedelta(days=3)).isoformat()},
+            limits={"per_local_day": 5, "per_rolling_days": 10, "rolling_days": 7, **(limits or {})},
+        )  # fmt: skip
+        session.add(campaign)
+        await session.flush()
+        batch = Batch(workspace_id=ws.id, campaign_id=campaign.id, seq=1, code="B1", state="released")
+        session.add(batch)
+        await session.flush()
+        rows = [_contact(ws.id, target.id, channel, n, now) for n in range(recipients)]
+        await session.execute(sa.insert(Contact), rows)
+        field = Contact.email if channel == "email" else Contact.phone
+        query = sa.select(Contact.id, field).where(Contact.list_id == target.id)
+        await session.execute(
+            sa.insert(Message),
+            [
+                {"workspace_id": ws.id, "campaign_id": campaign.id, "batch_id": batch.id, "contact_id": cid,
+                 "channel": channel, "address": address, "state": "planned",
+                 "not_before": now - timedelta(seconds=1), "created_at": now, "updated_at": now}
+                for cid, address in (await session.execute(query)).all()
+            ],
+        )  # fmt: skip
+        campaign_id = campaign.id
+    await engine.dispose()
+    return campaign_id

@@ -5,12 +5,9 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
-import aiohttp
 import pytest
 
 from dispatcher.channels.fake_sms import start_fake_sms
@@ -18,6 +15,7 @@ from dispatcher.channels.fake_sms_store import FakeSmsConfig
 from dispatcher.settings import Settings
 from tests.conftest import _truncate_pg
 from tests.pipeline.campaign_setup import campaign_state, ledger_states, seed_campaign
+from tests.pipeline.fault_tools import start_worker, stub_stats
 
 RECIPIENTS = 3000
 
@@ -36,26 +34,6 @@ def pg_settings(pg_url: str, clean_redis: str, tmp_path: Path) -> Settings:
     )
 
 
-async def _worker(settings: Settings) -> asyncio.subprocess.Process:
-    env = dict(
-        os.environ,
-        DATABASE_URL=settings.database_url,
-        REDIS_URL=settings.redis_url or "",
-        DISPATCHER_QUEUE=settings.queue_name,
-        DISPATCHER_VAR_DIR=str(settings.var_dir),
-        DISPATCHER_SEND_LEASE="3",
-        DISPATCHER_QUEUE_LEASE="3",
-        DISPATCHER_LOG_LEVEL="WARNING",
-    )
-    return await asyncio.create_subprocess_exec(sys.executable, "-m", "dispatcher", "worker", env=env)
-
-
-async def _stats(url: str) -> dict[str, Any]:
-    async with aiohttp.ClientSession() as http, http.get(f"{url}/_stub/stats") as response:
-        body: dict[str, Any] = await response.json()
-        return body
-
-
 @pytest.fixture
 async def stub() -> AsyncIterator[str]:
     runner, url = await start_fake_sms(FakeSmsConfig(seed=3, response_latency=0.01))
@@ -67,18 +45,18 @@ async def test_sigkill_mid_campaign_loses_nothing_and_doubles_nothing(
     pg_settings: Settings, stub: str
 ) -> None:
     campaign_id = await seed_campaign(pg_settings, stub, RECIPIENTS, limits={"rate_per_s": 500})
-    first = await _worker(pg_settings)
+    first = await start_worker(pg_settings)
     second = None
     try:
         for _ in range(300):
-            if (await _stats(stub)).get("messages", 0) >= 400:
+            if (await stub_stats(stub)).get("messages", 0) >= 400:
                 break
             await asyncio.sleep(0.1)
         first.send_signal(signal.SIGKILL)  # no clean-up of any kind: leases must recover its work
         await first.wait()
-        killed_at = (await _stats(stub))["messages"]
+        killed_at = (await stub_stats(stub))["messages"]
         assert 0 < killed_at < RECIPIENTS, "the kill must land mid-campaign"
-        second = await _worker(pg_settings)
+        second = await start_worker(pg_settings)
         for _ in range(600):
             if await campaign_state(pg_settings, campaign_id) == "completed":
                 break
@@ -88,7 +66,7 @@ async def test_sigkill_mid_campaign_loses_nothing_and_doubles_nothing(
             if proc is not None and proc.returncode is None:
                 proc.send_signal(signal.SIGTERM)
                 await asyncio.wait_for(proc.wait(), 30)
-    stats = await _stats(stub)
+    stats = await stub_stats(stub)
     assert await ledger_states(pg_settings, campaign_id) == {"sent": RECIPIENTS}
     assert await campaign_state(pg_settings, campaign_id) == "completed"
     assert stats["unique_recipients"] == RECIPIENTS

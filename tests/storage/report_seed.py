@@ -29,6 +29,8 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from dispatcher.core.allocation import Recipient
+from dispatcher.storage.audience import ledger_zone
 from dispatcher.storage.campaigns import Batch, Campaign, Event, Message
 from dispatcher.storage.contacts import Contact, ContactList
 from dispatcher.storage.content import Provider
@@ -54,6 +56,11 @@ class Seeded:
     contacts: dict[str, int] = field(default_factory=dict)
 
 
+def planned_zone(time_zones: list[str], field_zone: str | None) -> str | None:
+    """The zone planning writes on a contact's ledger rows."""
+    return ledger_zone(Recipient(0, None, None, True, tuple(time_zones), field_zone))
+
+
 async def _contacts(session: AsyncSession, ws: int, list_id: int, zones: dict[str, Any]) -> dict[str, int]:
     rows = {}
     for name, (time_zones, field_zone) in zones.items():
@@ -71,6 +78,14 @@ async def _contacts(session: AsyncSession, ws: int, list_id: int, zones: dict[st
         rows[name] = contact
     await session.flush()
     return {name: c.id for name, c in rows.items()}
+
+
+async def _with_zones(session: AsyncSession, rows: list[Message]) -> None:
+    """Each row gets the zone planning would have written for its contact."""
+    for row in rows:
+        contact = await session.get(Contact, row.contact_id)
+        assert contact is not None
+        row.zone = planned_zone(contact.time_zones, contact.timezone)
 
 
 def _message(ws: int, campaign: int, contact: int, **values: Any) -> Message:
@@ -175,6 +190,7 @@ async def _seed_shop(session: AsyncSession, ws: int) -> Seeded:
         ),
         _message(ws, news.id, c["c2"], channel="email", state="expired"),
     ]
+    await _with_zones(session, rows)
     session.add_all(rows)
     await session.flush()
     m1, m2, m3, m4, m5, _, _, m8, n1, _ = rows
@@ -212,6 +228,7 @@ async def _seed_other(session: AsyncSession, ws: int) -> None:
     row = _message(
         ws, theirs.id, c["x1"], state="delivered", sent_at=T, delivered_at=T + timedelta(seconds=1)
     )
+    await _with_zones(session, [row])
     session.add(row)
     await session.flush()
     session.add_all([_event(row, "reply"), _event(row, "click")])

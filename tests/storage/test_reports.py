@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
+import random
+from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
+import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from dispatcher.core.allocation import Recipient
 from dispatcher.core.rates import Tally, figures
-from dispatcher.storage import reports
+from dispatcher.storage import audience, reports
 from dispatcher.storage.campaigns import Campaign, Message
 from dispatcher.storage.contacts import Contact, ContactList
 from dispatcher.storage.engine import create_engine, session_factory
 from dispatcher.storage.keys import get_or_create_workspace
 from dispatcher.storage.report_periods import Offset, zone_offsets
-from tests.storage.report_seed import PLANNED, Seeded, T, seed
+from tests.storage.report_seed import PLANNED, Seeded, T, planned_zone, seed
 
 
 @pytest.fixture
@@ -183,7 +188,7 @@ async def test_local_days_follow_daylight_saving_changes(db_url: str, session: A
             writing.add(
                 Message(
                     workspace_id=ws.id, campaign_id=campaign.id, contact_id=contact.id, channel="sms",
-                    address=str(n), state="sent", sent_at=at, created_at=at,
+                    address=str(n), state="sent", sent_at=at, created_at=at, zone="America/New_York",
                 )
             )  # fmt: skip
     await engine.dispose()
@@ -218,3 +223,103 @@ async def test_empty_scope_with_groupings_and_totals(seeded: Seeded, session: As
     by_batch, totals = await reports.aggregate(session, scope, [("campaign", "batch"), ()])
     assert by_batch == []
     assert [group.tally for group in totals] == [Tally()]
+
+
+# zones with summer time on either hemisphere, half and three-quarter hour offsets, a field that overrides
+# the number's zone, and no zone at all (UTC)
+_ZONE_CHOICES: list[tuple[list[str], str | None]] = [
+    (["America/New_York"], None), (["Australia/Sydney"], None), (["Asia/Kolkata"], None),
+    (["Asia/Kathmandu"], None), (["Pacific/Chatham"], None), (["America/St_Johns"], None),
+    (["America/New_York", "America/Chicago"], None), (["America/Chicago"], "Europe/Berlin"), ([], None),
+    ([], "Asia/Tokyo"),
+]  # fmt: skip
+
+
+def _local_period(at: datetime, zone: str | None, period: str) -> str:
+    """What the reports counted before the ledger carried zones: the instant in the contact's zone."""
+    local = at.astimezone(ZoneInfo(zone or "UTC")).date()
+    if period == "week":
+        local -= timedelta(days=local.weekday())
+    elif period == "month":
+        local = local.replace(day=1)
+    return local.isoformat()
+
+
+async def _random_ledger(db_url: str, rng: random.Random) -> tuple[int, Counter[tuple[str, str]]]:
+    """300 rows at random instants over a year (DST changes included), written as planning writes them;
+    returns the workspace and the rows per (period, day|week|month) computed from the contacts in Python."""
+    expected: Counter[tuple[str, str]] = Counter()
+    engine = create_engine(db_url)
+    async with session_factory(engine).begin() as writing:
+        ws = await get_or_create_workspace(writing, "zones", now=PLANNED)
+        people = ContactList(workspace_id=ws.id, name="p", created_at=PLANNED, updated_at=PLANNED)
+        writing.add(people)
+        await writing.flush()
+        campaign = Campaign(workspace_id=ws.id, name="c", channel="sms", list_id=people.id)
+        writing.add(campaign)
+        for n in range(300):
+            numbers, field_zone = rng.choice(_ZONE_CHOICES)
+            contact = Contact(
+                workspace_id=ws.id,
+                list_id=people.id,
+                dedupe_key=str(n),
+                time_zones=numbers,
+                timezone=field_zone,
+            )
+            writing.add(contact)
+            await writing.flush()
+            at = datetime(2030, 1, 1, tzinfo=UTC) + timedelta(seconds=rng.randrange(365 * 86_400))
+            writing.add(
+                Message(
+                    workspace_id=ws.id, campaign_id=campaign.id, contact_id=contact.id, channel="sms",
+                    address=str(n), state="sent", sent_at=at, created_at=at - timedelta(hours=1),
+                    zone=planned_zone(numbers, field_zone),
+                )
+            )  # fmt: skip
+            old_zone = field_zone or (numbers[0] if numbers else None)
+            for period in ("day", "week", "month"):
+                expected[(period, _local_period(at, old_zone, period))] += 1
+    await engine.dispose()
+    return ws.id, expected
+
+
+async def test_local_periods_count_what_the_contacts_zones_say(db_url: str, session: AsyncSession) -> None:
+    workspace_id, expected = await _random_ledger(db_url, random.Random(11))
+    for period in ("day", "week", "month"):
+        scope = reports.Scope(workspace_id, period=period, local=True)
+        found = {key[0]: t.messages for key, t in (await _one(session, scope, ("period",))).items()}
+        assert found == {day: n for (p, day), n in expected.items() if p == period}
+
+
+async def test_planned_ledger_rows_carry_the_recipients_zone(db_url: str, session: AsyncSession) -> None:
+    engine = create_engine(db_url)
+    async with session_factory(engine).begin() as writing:
+        ws = await get_or_create_workspace(writing, "planned", now=PLANNED)
+        people = ContactList(workspace_id=ws.id, name="p", created_at=PLANNED, updated_at=PLANNED)
+        writing.add(people)
+        await writing.flush()
+        campaign = Campaign(workspace_id=ws.id, name="c", channel="sms", list_id=people.id)
+        writing.add(campaign)
+        recipients = []
+        for n, (numbers, field_zone) in enumerate(_ZONE_CHOICES[-4:]):
+            contact = Contact(
+                workspace_id=ws.id,
+                list_id=people.id,
+                dedupe_key=str(n),
+                time_zones=numbers,
+                timezone=field_zone,
+            )
+            writing.add(contact)
+            await writing.flush()
+            recipients.append(Recipient(contact.id, str(n), None, True, tuple(numbers), field_zone))
+        common = {"workspace_id": ws.id, "campaign_id": campaign.id, "channel": "sms", "created_at": PLANNED}
+        rows = [
+            (None, r.contact_id, "A", r.phone, "planned", PLANNED, None, None, audience.ledger_zone(r))
+            for r in recipients
+        ]
+        await audience.insert_ledger(writing, common, rows)
+    await engine.dispose()
+    zones = await session.execute(
+        sa.select(Message.zone).where(Message.campaign_id == campaign.id).order_by(Message.contact_id)
+    )
+    assert list(zones.scalars()) == ["America/New_York", "Europe/Berlin", None, "Asia/Tokyo"]
