@@ -119,7 +119,7 @@ def _transient(
             outcome.reason,
             outcome.error_detail,
             duplicate,
-            ambiguous=ambiguous,
+            ambiguous=in_doubt,  # carried: a later plain failure does not settle the earlier doubt
             counted=counted,
         )
     )
