@@ -61,7 +61,9 @@ class LimitsIn(Strict):
     rolling_days: int = Field(7, ge=1, le=90)
     rate_per_s: float | None = Field(None, gt=0, le=100_000, description="Overrides the provider's rate")
     bounce_threshold: float = Field(0.05, gt=0, le=1, description="Auto-pause above this failure share")
-    max_attempts: int = Field(5, ge=1, le=20)
+    max_attempts: int = Field(
+        10, ge=1, le=20, description="Tries before a message fails (throttled or unreachable: not counted)"
+    )
 
 
 class VariantIn(Strict):

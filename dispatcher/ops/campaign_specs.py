@@ -32,7 +32,7 @@ DEFAULT_LIMITS: dict[str, Any] = {
     "rolling_days": 7,
     "rate_per_s": None,
     "bounce_threshold": 0.05,
-    "max_attempts": 5,
+    "max_attempts": 10,
 }
 VARIANT_NAMES = "ABCDEFGHIJ"
 

@@ -167,7 +167,7 @@ async def build_runtime(
             per_rolling_days=int(limits.get("per_rolling_days", 3)),
             rolling_days=int(limits.get("rolling_days", 7)),
         ),
-        max_attempts=int(limits.get("max_attempts", 5)),
+        max_attempts=int(limits.get("max_attempts", 10)),
         rate_per_s=limits.get("rate_per_s"),
         max_bounce_rate=float(limits.get("max_bounce_rate", 0.1)),
         bounce_min_sample=int(limits.get("bounce_min_sample", 200)),
