@@ -19,7 +19,6 @@ import socket
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from multiprocessing.connection import Connection
 from typing import Any
 
 import aiohttp
@@ -27,7 +26,6 @@ import aiohttp
 from bench.sms_ceiling import bare_client
 from dispatcher.channels.fake_sms import serve_fake_sms
 from dispatcher.channels.fake_sms_store import FakeSmsConfig
-from dispatcher.channels.fake_smtp import FakeSmtpConfig, start_fake_smtp
 
 # The stub answers at once but posts each message's status callbacks (queued, sent, delivered) an hour
 # later: those posts are the provider's work, not ours, and the ceiling's requests carry none. Run inside
@@ -112,25 +110,13 @@ async def sms_target(callbacks: bool = False) -> AsyncIterator[Target]:
         await proc.wait()
 
 
-def _serve_smtp(conn: Connection) -> None:
-    """Sink process: sends its port, then answers each truthy message on the pipe with its stats."""
-
-    async def main() -> None:
-        async with start_fake_smtp(FakeSmtpConfig(keep_data=False)) as sink:
-            conn.send(sink.port)
-            loop = asyncio.get_running_loop()
-            while await loop.run_in_executor(None, conn.recv):
-                conn.send(sink.store.stats())
-
-    asyncio.run(main())
-
-
 @contextlib.asynccontextmanager
 async def email_target() -> AsyncIterator[Target]:
+    from bench.smtp_ceiling import _serve as serve_sink
     from bench.smtp_ceiling import smtp_ceiling
 
     parent, child = multiprocessing.Pipe()
-    process = multiprocessing.get_context("spawn").Process(target=_serve_smtp, args=(child,), daemon=True)
+    process = multiprocessing.get_context("spawn").Process(target=serve_sink, args=(child,), daemon=True)
     process.start()
     loop = asyncio.get_running_loop()
     port = await loop.run_in_executor(None, parent.recv)
