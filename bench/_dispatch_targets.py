@@ -18,7 +18,7 @@ import signal
 import socket
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
@@ -45,6 +45,7 @@ class Target:
     ceiling_label: str
     ceiling: Callable[[int, int], Awaitable[float]]  # (messages, run) → messages/s
     counts: Callable[[], Awaitable[Counts]]
+    pids: list[int] = field(default_factory=list)  # the stand-in's own process, for CPU accounting
 
 
 def free_port() -> int:
@@ -102,7 +103,14 @@ async def sms_target(callbacks: bool = False) -> AsyncIterator[Target]:
             "timeout_s": 5,
         }
         yield Target(
-            "sms", "twilio_http", config, None, "bare aiohttp, 1 session, concurrency 50", ceiling, counts
+            "sms",
+            "twilio_http",
+            config,
+            None,
+            "bare aiohttp, 1 session, concurrency 50",
+            ceiling,
+            counts,
+            [proc.pid],
         )
     finally:
         if proc.returncode is None:

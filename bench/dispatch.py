@@ -161,6 +161,55 @@ async def phase_notes(engine: Any, campaign_id: int) -> list[str]:
     ]
 
 
+def _cpu_ticks(pid: int) -> int:
+    """utime + stime of one process, in clock ticks (0 once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0
+    return int(fields[11]) + int(fields[12])
+
+
+def _pids_named(name: str) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/comm") as comm:
+                if entry.isdigit() and comm.read().strip() == name:
+                    found.append(int(entry))
+        except OSError:
+            continue
+    return found
+
+
+class CpuMeter:
+    """CPU seconds each part of the system spent in the measured window: the workers, the stand-in, this
+    database's PostgreSQL backends and the Redis server (shared: anything else using Redis counts too).
+    Per message, these say where the time goes whatever else loads the machine."""
+
+    def __init__(self, engine: Any, parts: dict[str, list[int]]) -> None:
+        self.engine, self.parts, self.start, self.spent = engine, parts, {}, {}  # type: ignore[var-annotated]
+
+    async def _pids(self) -> dict[str, list[int]]:
+        query = sa.text("SELECT pid FROM pg_stat_activity WHERE datname = :db AND pid <> pg_backend_pid()")
+        async with self.engine.connect() as conn:
+            backends = [int(pid) for pid in (await conn.execute(query, {"db": DB})).scalars()]
+        return {**self.parts, "postgres": backends, "redis": _pids_named("redis-server")}
+
+    async def begin(self) -> None:
+        self.start = {pid: _cpu_ticks(pid) for pids in (await self._pids()).values() for pid in pids}
+
+    async def end(self) -> None:
+        tick = os.sysconf("SC_CLK_TCK")
+        for part, pids in (await self._pids()).items():
+            self.spent[part] = sum(_cpu_ticks(pid) - self.start.get(pid, 0) for pid in pids) / tick
+
+    def note(self, n: int) -> str:
+        shares = ", ".join(f"{part} {seconds / n * 1e6:,.0f}" for part, seconds in self.spent.items())
+        return f"CPU µs per message: {shares} (total {sum(self.spent.values()) / n * 1e6:,.0f})"
+
+
 async def campaign_run(settings: Settings, sink: Target, n: int, workers: int, run: Run) -> None:
     seeding = time.perf_counter()
     limits = {"rate_per_s": 1_000_000} if "rate" in run.label else None
@@ -179,10 +228,13 @@ async def campaign_run(settings: Settings, sink: Target, n: int, workers: int, r
         booting = time.perf_counter()
         await wait_for_workers(engine, workers)
         run.boot_s = time.perf_counter() - booting
+        cpu = CpuMeter(engine, {"workers": [p.pid for p in procs], "stand-in": sink.pids})
+        await cpu.begin()
         started = time.perf_counter()
         await set_state(engine, campaign_id, "running")
         await wait_until(engine, sink, before, campaign_id, n, started, run)
-        run.notes = await phase_notes(engine, campaign_id)
+        await cpu.end()
+        run.notes = [*await phase_notes(engine, campaign_id), cpu.note(n)]
     finally:
         await _stop(procs)
     after = await sink.counts()

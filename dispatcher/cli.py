@@ -22,6 +22,7 @@ from dispatcher.cli_tools import TOOLS
 from dispatcher.embedded import EmbeddedRedis, ensure_embedded_redis
 from dispatcher.errors import DispatcherError
 from dispatcher.logs import configure_logging
+from dispatcher.loops import fast_event_loop
 from dispatcher.settings import Settings
 
 
@@ -89,19 +90,10 @@ def worker(burst: bool) -> None:
     from dispatcher.pipeline.worker import build_worker
 
     settings = load_settings()
-    _fast_event_loop()
+    asyncio.set_event_loop(fast_event_loop())
     with redis_for(settings) as ready:
         assert ready.redis_url is not None
         build_worker(ready, ready.redis_url, burst=burst).run()
-
-
-def _fast_event_loop() -> None:
-    """uvloop where it exists: a worker's CPU goes mostly to the provider HTTP client's event loop."""
-    try:
-        import uvloop
-    except ImportError:  # e.g. Windows: the standard loop works, only slower
-        return
-    asyncio.set_event_loop(uvloop.new_event_loop())
 
 
 @main.group()

@@ -32,6 +32,7 @@ from dispatcher.channels.fake_sms_store import FakeSmsConfig, FakeSmsStore, Faul
 from dispatcher.channels.fake_sms_wire import message_json, parse_form, twilio_error, validate_form
 from dispatcher.channels.twilio_http import API_VERSION, IDEMPOTENCY_HEADER, basic_auth_header
 from dispatcher.core.sms import analyse_sms
+from dispatcher.loops import fast_event_loop
 
 __all__ = [
     "FAKE_SMS",
@@ -241,6 +242,7 @@ def serve_fake_sms(host: str, port: int, config: FakeSmsConfig | None = None) ->
     """Run the stand-in until interrupted (blocking; for the ``dispatcher fake-sms`` command)."""
     web.run_app(
         create_fake_sms_app(config),
+        loop=fast_event_loop(),
         host=host,
         port=port,
         access_log=None,

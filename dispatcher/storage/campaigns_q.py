@@ -140,15 +140,21 @@ async def add_batch(
 
 
 async def count_batch_sizes(session: AsyncSession, campaign_id: int) -> None:
-    size = (
-        sa.select(sa.func.count()).select_from(Message).where(Message.batch_id == Batch.id).scalar_subquery()
+    """One pass over the campaign's rows (by its unique index): ``messages.batch_id`` has no index."""
+    counted = await session.execute(
+        sa.select(Message.batch_id, sa.func.count())
+        .where(Message.campaign_id == campaign_id)
+        .group_by(Message.batch_id)
     )
-    await session.execute(
-        sa.update(Batch)
-        .where(Batch.campaign_id == campaign_id)
-        .values(size=size)
-        .execution_options(synchronize_session=False)
-    )
+    sizes = {batch_id: int(n) for batch_id, n in counted}
+    batch_ids = (await session.scalars(sa.select(Batch.id).where(Batch.campaign_id == campaign_id))).all()
+    for batch_id in batch_ids:
+        await session.execute(
+            sa.update(Batch)
+            .where(Batch.id == batch_id)
+            .values(size=sizes.get(batch_id, 0))
+            .execution_options(synchronize_session=False)
+        )
 
 
 async def release_held(session: AsyncSession, campaign_id: int, *, now: datetime) -> int:

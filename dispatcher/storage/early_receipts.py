@@ -137,6 +137,7 @@ async def purge_held(session: AsyncSession, *, older_than: datetime) -> int:
 
 def _same_message() -> Any:
     return sa.and_(
+        Message.provider_message_id.is_not(None),  # lets the planner use the partial index (0011)
         Message.provider_message_id == EarlyReceipt.provider_message_id,
         Message.provider_id == EarlyReceipt.provider_id,
     )
