@@ -9,7 +9,7 @@ figure means is documented in :mod:`dispatcher.core.rates`; how periods are cut,
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -66,7 +66,7 @@ async def aggregate(session: AsyncSession, scope: Scope, groupings: Sequence[Gro
     columns = _dimension_columns(union, dialect, scope, offsets)
     engagement = sql.engagement_per_message(scope.workspace_id, scope.campaign_id)
     labelled: dict[str, Any] = {str(d): column for d, column in columns.items()}
-    fine = sql.fine_groups(_base(scope, union), labelled, engagement, dialect)
+    fine = sql.fine_groups(_base(scope), labelled, engagement, dialect, _refined(union, dialect, scope))
     found: list[dict[Key, Any]] = [{} for _ in groupings]
     async with _tuned(session, dialect):
         shown = {"period": periods.postgres_period_name} if dialect == "postgresql" else None
@@ -153,34 +153,40 @@ def _filtered(statement: Any, scope: Scope) -> Any:
     return statement
 
 
-def _joined(statement: Any, union: Grouping, scope: Scope) -> Any:
-    if "sender" in union:
-        statement = statement.join(Campaign, Campaign.id == Message.campaign_id)
-    return statement
-
-
 def _dimension_columns(
     union: Grouping, dialect: str, scope: Scope, offsets: dict[str, list[periods.Offset]] | None
 ) -> dict[Dimension, Any]:
+    """Per ledger row; :func:`_refined` finishes the sender and the PostgreSQL period per group."""
     columns: dict[Dimension, Any] = {
         "campaign": Message.campaign_id,
         "batch": Message.batch_id,
         "channel": Message.channel,
         "provider": Message.provider_id,
-        "sender": Campaign.sender,
+        "sender": Message.campaign_id,
         "variant": Message.variant,
     }
     if "period" in union:
         columns["period"] = (
-            periods.postgres_period(scope.period, local=scope.local)
+            periods.postgres_day(local=scope.local)
             if dialect == "postgresql"
             else periods.sqlite_period(scope.period, offsets)
         )
     return {d: columns[d].label(f"d_{d}") for d in union}
 
 
-def _base(scope: Scope, union: Grouping) -> Any:
-    return _filtered(_joined(sa.select().select_from(Message), union, scope), scope)
+def _refined(union: Grouping, dialect: str, scope: Scope) -> dict[str, Callable[[Any], Any]]:
+    refined: dict[str, Callable[[Any], Any]] = {}
+    if "sender" in union:
+        refined["sender"] = lambda campaign: (
+            sa.select(Campaign.sender).where(Campaign.id == campaign).scalar_subquery()
+        )
+    if "period" in union and dialect == "postgresql":
+        refined["period"] = lambda day: periods.postgres_period(scope.period, day)
+    return refined
+
+
+def _base(scope: Scope) -> Any:
+    return _filtered(sa.select().select_from(Message), scope)
 
 
 async def _sqlite_offsets(session: AsyncSession, scope: Scope) -> dict[str, list[periods.Offset]] | None:
