@@ -144,6 +144,14 @@ class Event(WorkspaceOwned, Base):
         sa.UniqueConstraint("workspace_id", "dedupe_key"),
         # unique-contact counts per campaign and kind (response, opt-out, conversion rates)
         sa.Index("ix_events_campaign_kind_contact", "campaign_id", "kind", "contact_id"),
+        # a campaign report's engagement per message, read from the index alone (migration 0012)
+        sa.Index(
+            "ix_events_campaign_kind_message",
+            "campaign_id",
+            "kind",
+            "message_id",
+            postgresql_include=["machine", "value", "workspace_id"],
+        ),
         # engagement segments: who clicked or replied in the last N days
         sa.Index(
             "ix_events_workspace_contact_kind_time", "workspace_id", "contact_id", "kind", "occurred_at"
