@@ -288,6 +288,11 @@ def _when(
     }
     if found is None:
         why = "" if clip_windows(windows, allowed) else ": the send windows lie outside the allowed hours"
+        if why == "" and len(zones) > 1:
+            why = (
+                ": the number's zones share no send time, so a campaign expires its message unless the"
+                " contact or the list names a zone (try --fallback-zone)"
+            )
         body["message"] = f"no send time within {SEARCH_HORIZON.days} days{why}"
     return body
 

@@ -70,20 +70,23 @@ def test_local_times_are_given_per_zone() -> None:
     assert body["allowed"] == "08:00-21:00"
 
 
-@pytest.mark.parametrize(
-    ("extra", "zones", "next_utc"),
-    [
-        ([], ["UTC"], "2026-11-23T15:00:00Z"),
-        (["--fallback-zone", "Australia/Sydney"], ["Australia/Sydney"], "2026-11-23T23:30:00Z"),
-    ],
-)
-def test_zones_with_no_shared_window_fall_back(extra: list[str], zones: list[str], next_utc: str) -> None:
-    code, body, _ = when("+61 412 345 678", "--at", MONDAY_NOON, *extra)  # mainland Australia and beyond
+def test_zones_with_no_shared_window_fall_back_to_the_given_zone() -> None:
+    code, body, _ = when("+61 412 345 678", "--at", MONDAY_NOON, "--fallback-zone", "Australia/Sydney")
     assert code == 0
     assert len(body["number_zones"]) > 1
     assert "Australia/Perth" in body["number_zones"]
     assert body["fallback"] is True
-    assert (body["zones"], body["next_send_utc"]) == (zones, next_utc)
+    assert (body["zones"], body["next_send_utc"]) == (["Australia/Sydney"], "2026-11-23T23:30:00Z")
+
+
+def test_zones_with_no_shared_window_and_no_fallback_never_go_at_night_in_one_of_them() -> None:
+    # UTC would have sent at 15:00Z: 02:00 in Sydney
+    code, body, _ = when("+61 412 345 678", "--at", MONDAY_NOON)
+    assert code == 0
+    assert body["zones"] == body["number_zones"]
+    assert body["fallback"] is False
+    assert body["next_send_utc"] is None
+    assert "share no send time" in body["message"]
 
 
 def test_no_send_time_within_the_horizon_is_null_not_an_error() -> None:

@@ -90,6 +90,8 @@ class CampaignShape:
     start: datetime
     end: datetime
     list_zone: str | None
+    # when recipients' zones are judged (the campaign's start): later ticks judge them at the same instant
+    zones_at: datetime | None = None
 
 
 @dataclass
@@ -110,7 +112,8 @@ class AudiencePlanner:
         found = self._zones.get(key)
         if found is None:
             shape = self.shape
-            found = resolve_zones(key[0], key[1], shape.list_zone, shape.windows, shape.allowed, shape.start)
+            at = shape.zones_at or shape.start
+            found = resolve_zones(key[0], key[1], shape.list_zone, shape.windows, shape.allowed, at)
             self._zones[key] = found
         return found
 

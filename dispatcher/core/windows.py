@@ -274,7 +274,10 @@ def resolve_zones(
 
     The number's zones win when they share a send instant within :data:`SEARCH_HORIZON` (a single zone
     always does unless the windows are empty, so it is not searched); otherwise the contact's zone field,
-    then the list default, then UTC. Callers resolving millions of contacts should memoise by arguments.
+    then the list default. A number whose zones share no instant and that has neither keeps its own zones:
+    its message then expires (``no_window_before_end``, counted) rather than going at an hour that is night
+    in one of them (UTC would send Sydney's 10:30 window at 21:30 Perth time). UTC only for a recipient
+    with no known zone at all. Callers resolving millions of contacts should memoise by arguments.
     """
     from_number = known_zones(number_zones)
     if len(from_number) == 1:
@@ -285,7 +288,7 @@ def resolve_zones(
         chosen = known_zones([fallback])
         if chosen:
             return chosen
-    return ("UTC",)
+    return from_number or ("UTC",)
 
 
 def spread(

@@ -68,7 +68,7 @@ def _window(runtime: CampaignRuntime, due: Due, now: datetime, gate: Gate) -> No
     if now >= runtime.end_at:  # a retry that waited past the end (its provider never came back) goes no more
         gate.finals.append(Final(due.id, "expired", "no_window_before_end", None))
         return
-    zones = runtime.zones(due.time_zones, due.timezone, now)
+    zones = runtime.zones(due.time_zones, due.timezone)
     plan = runtime.planner.plan(zones)
     if plan.interval_at(now) is not None:
         gate.go.append(due)

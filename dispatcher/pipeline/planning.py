@@ -33,6 +33,7 @@ from dispatcher.core.windows import parse_window, parse_windows
 from dispatcher.logs import get_logger
 from dispatcher.pipeline.context import WorkerResources, queue, resources
 from dispatcher.pipeline.queue import job_id
+from dispatcher.pipeline.runtime import zone_anchor
 from dispatcher.storage import audience
 from dispatcher.storage import campaigns_q as store
 from dispatcher.storage.campaigns import Campaign
@@ -94,6 +95,7 @@ def shape_of(campaign: Campaign, default_zone: str | None, now: datetime) -> Cam
         start=start,
         end=end,
         list_zone=default_zone,
+        zones_at=zone_anchor(campaign, now),
     )
 
 
@@ -111,6 +113,8 @@ async def audience_of(session: AsyncSession, campaign: Campaign, now: datetime) 
 async def _setup(session: AsyncSession, campaign: Campaign, now: datetime) -> Setup:
     contact_list = await session.get(ContactList, campaign.list_id)
     shape = shape_of(campaign, contact_list.default_timezone if contact_list else None, now)
+    if campaign.zones_at is None:  # a re-run (sweep_planning) keeps the first run's, as the pages written do
+        await store.set_fields(session, campaign.id, zones_at=shape.zones_at)
     pilot = campaign.pilot_percent is not None
     specs = [{"seq": PILOT_SEQ, "kind": "pilot" if pilot else "main", "state": "released"}]
     if pilot:

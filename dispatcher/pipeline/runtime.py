@@ -90,16 +90,19 @@ class CampaignRuntime:
     bounce_min_sample: int
     planner: ZonePlanner
     sender: str | None
+    zones_at: datetime
     built_at: float = field(default_factory=time.monotonic)
     links: dict[str, str] = field(default_factory=dict)  # URL → tracked link code
     _zones: dict[tuple[tuple[str, ...], str | None], tuple[str, ...]] = field(default_factory=dict)
 
-    def zones(self, number_zones: Sequence[str], contact_zone: str | None, now: datetime) -> tuple[str, ...]:
+    def zones(self, number_zones: Sequence[str], contact_zone: str | None) -> tuple[str, ...]:
+        """Judged at :attr:`zones_at`, as planning judged them: a late tick, a retry or a resume must not
+        move a recipient to a fallback zone the planner did not choose."""
         key = (tuple(number_zones), contact_zone)
         found = self._zones.get(key)
         if found is None:
             found = resolve_zones(
-                number_zones, contact_zone, self.list_timezone, self.windows, self.allowed, now
+                number_zones, contact_zone, self.list_timezone, self.windows, self.allowed, self.zones_at
             )
             self._zones[key] = found
         return found
@@ -132,6 +135,18 @@ class ChannelPool:
 
 
 LinkLoader = Callable[[AsyncSession, Campaign, dict[str, Content]], Awaitable[dict[str, str]]]
+
+
+def zone_anchor(campaign: Campaign, now: datetime) -> datetime:
+    """The instant a campaign's recipients' zones are judged at, for its whole life: the start planning
+    recorded (the later of its own now and ``start_at``), so planning and every tick after it resolve the
+    same zones. Before planning (previews) or for a campaign planned before it was recorded: that rule
+    applied to ``now``."""
+    if campaign.zones_at is not None:
+        recorded = campaign.zones_at
+        return recorded if recorded.tzinfo else recorded.replace(tzinfo=UTC)
+    start_at = _parse_time((campaign.schedule or {}).get("start_at"))
+    return max(now, start_at) if start_at else now
 
 
 async def build_runtime(
@@ -173,6 +188,7 @@ async def build_runtime(
         bounce_min_sample=int(limits.get("bounce_min_sample", 200)),
         planner=ZonePlanner(now - timedelta(days=1), end_at + timedelta(days=1), windows, allowed),
         sender=campaign.sender,
+        zones_at=zone_anchor(campaign, now),
         links=await links(session, campaign, variants) if links else {},
     )
 

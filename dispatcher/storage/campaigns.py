@@ -38,6 +38,8 @@ class Campaign(WorkspaceOwned, Base):
     audience_max_id: Mapped[int | None] = mapped_column(BigId)  # frozen at start: later contacts stay out
     excluded: Mapped[int] = mapped_column(default=0)  # audience members with no usable address
     started_at: Mapped[datetime | None]
+    # the instant recipients' zones are judged at (planning's start), so every later tick agrees with it
+    zones_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
     pause_reason: Mapped[str | None] = mapped_column(sa.String(64))  # None: paused by a person
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
