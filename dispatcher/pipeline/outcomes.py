@@ -52,17 +52,24 @@ def classify(
     writes: Writes,
 ) -> None:
     by_id = {item.due.id: item for item in items}
+    price = route.price
+    costs: dict[int, Decimal] = {}  # segments → cost: a chunk's messages mostly share a length
+    sent = writes.sent.setdefault(route.provider_id, [])
     for outcome in outcomes:
         item = by_id[outcome.message_id]
-        estimate = route.price * item.segments
+        estimate = costs.get(item.segments)
+        if estimate is None:
+            estimate = costs[item.segments] = price * item.segments
         if outcome.status == "sent":
             segments = outcome.segments or item.segments
-            cost = route.price * segments
-            writes.sent.setdefault(route.provider_id, []).append(
-                Sent(item.due.id, outcome.provider_message_id, segments, cost, outcome.possible_duplicate)
-            )
+            cost = costs.get(segments)
+            if cost is None:
+                cost = costs[segments] = price * segments
+            pmid, duplicate = outcome.provider_message_id, outcome.possible_duplicate
+            sent.append(Sent(item.due.id, pmid, segments, cost, duplicate))
             writes.spent += cost
-            writes.refunds += max(Decimal(0), estimate - cost)
+            if cost is not estimate:  # the provider counted other segments than we reserved for
+                writes.refunds += max(Decimal(0), estimate - cost)
             writes.settled += 1
         elif outcome.status == "transient":
             writes.refunds += estimate
