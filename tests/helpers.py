@@ -9,6 +9,7 @@ from dispatcher.settings import Settings
 async def drain(settings: Settings) -> int:
     """A real arq worker in burst mode: runs every queued job, then stops. Returns jobs completed."""
     worker = build_worker(settings, settings.redis_url or "", burst=True)
+    worker.poll_delay_s = 0.05  # a burst worker sleeps this long between looks at the queue (arq: 0.5 s)
     try:
         await worker.main()
     finally:
