@@ -343,6 +343,6 @@ if __name__ == "__main__":
     parser.add_argument("--only", action="append", choices=[s.name for s in SCENARIOS])
     parser.add_argument("--lease", type=int, default=60, help="send and queue leases of the workers (s)")
     parser.add_argument("--max-jobs", type=int, default=10, help="jobs at a time per worker")
-    parser.add_argument("--max-attempts", type=int, default=0, help="campaign max_attempts (0: the default, 10)")
+    parser.add_argument("--max-attempts", type=int, default=0, help="max_attempts (0: default 10)")
     parser.add_argument("--timeout", type=float, default=900.0)
     asyncio.run(cancellable(main(parser.parse_args())))
