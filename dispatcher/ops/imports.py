@@ -7,7 +7,7 @@ head is already wrong (undecodable, no header, no phone/e-mail column) is refuse
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -47,26 +47,36 @@ async def receive_upload(
     max_bytes: int,
     queue_name: str,
 ) -> ContactImport:
+    """Store the upload chunk by chunk; the job is queued once the first chunk passed the probe, so that a
+    big file is cleaned while the rest of it still arrives (the job reads chunks as they are stored and
+    commits nothing before the last one). A one-chunk file is queued once it is complete."""
     job = await _create(sessions, workspace_id, list_id, options)
+
+    async def start() -> None:
+        await _enqueue(queue, job.id, queue_name)
+
     try:
-        total = await _store_body(sessions, job.id, body, max_bytes)
+        total, started = await _store_body(sessions, job.id, body, max_bytes, start)
     except BaseException:
         async with sessions.begin() as session:  # nothing of a refused upload stays behind
-            await store.delete_import(session, job.id)
+            await store.delete_import(session, job.id)  # a job already started sees it gone and gives up
         raise
     async with sessions.begin() as session:
-        await store.save_progress(
-            session, job.id, state="queued", bytes_total=total, heartbeat_at=datetime.now(UTC)
-        )
+        await store.upload_received(session, job.id, bytes_total=total, now=datetime.now(UTC))
         found = await store.get_import(session, workspace_id, job.id)
     assert found is not None
+    if not started:
+        await _enqueue(queue, job.id, queue_name)
+    return found
+
+
+async def _enqueue(queue: ArqRedis, import_id: int, queue_name: str) -> None:
     try:
         await queue.enqueue_job(
-            "run_import", job.id, 0, _job_id=import_job_id(job.id, 0), _queue_name=queue_name
+            "run_import", import_id, 0, _job_id=import_job_id(import_id, 0), _queue_name=queue_name
         )
     except Exception as exc:  # the sweeper queues it once Redis is back; the upload is safe in the database
-        log.warning("import.enqueue_failed", import_id=job.id, error=type(exc).__name__)
-    return found
+        log.warning("import.enqueue_failed", import_id=import_id, error=type(exc).__name__)
 
 
 async def _create(
@@ -95,8 +105,13 @@ async def _create(
 
 
 async def _store_body(
-    sessions: async_sessionmaker[AsyncSession], import_id: int, body: AsyncIterator[bytes], max_bytes: int
-) -> int:
+    sessions: async_sessionmaker[AsyncSession],
+    import_id: int,
+    body: AsyncIterator[bytes],
+    max_bytes: int,
+    start: Callable[[], Awaitable[None]],
+) -> tuple[int, bool]:
+    """Bytes stored, and whether ``start`` was called (after the first of several chunks)."""
     probe = CsvStream()  # parses only the first chunk, to refuse a hopeless file before answering 202
     buffer = bytearray()
     total = seq = 0
@@ -108,11 +123,13 @@ async def _store_body(
         if len(buffer) >= CHUNK_BYTES:
             seq = await _flush(sessions, import_id, seq, bytes(buffer), probe if seq == 0 else None)
             buffer.clear()
+            if seq == 1:
+                await start()
     if buffer or seq == 0:
         await _flush(sessions, import_id, seq, bytes(buffer), probe if seq == 0 else None, last=True)
     if total == 0:
         raise CsvFormatError("empty file")
-    return total
+    return total, seq > 0
 
 
 async def _flush(

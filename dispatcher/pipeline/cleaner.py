@@ -214,6 +214,10 @@ def stage_block(block: Block, options: CleanOptions, target: StageTarget) -> Sta
     )
 
 
+def _warm_child() -> None:
+    classify_row({"phone": "+1 415 555 2671", "email": "ann@example.com"}, default_region="US")
+
+
 class ParallelCleaner:
     """A process pool sized to the machine; keeps a few batches in flight and yields results in order."""
 
@@ -227,6 +231,15 @@ class ParallelCleaner:
             # spawn, not fork: the parent runs an event loop and database connections.
             self._pool = ProcessPoolExecutor(self.processes, mp_context=multiprocessing.get_context("spawn"))
         return self._pool
+
+    def warm_up(self) -> None:
+        """Start every child now (interpreter, imports, phone metadata: a second or two of CPU each), so the
+        first blocks do not wait for them; a no-op once the pool runs."""
+        if self.processes == 0 or self._pool is not None:
+            return
+        pool = self._executor()
+        for _ in range(self.processes):
+            pool.submit(_warm_child)  # each submit starts one more child while none is idle
 
     def clean(
         self, batches: AsyncIterator[list[ParsedRow]], options: CleanOptions

@@ -62,6 +62,8 @@ async def load_file(
         try:
             driver = await _open_transaction(conn)
             state = await load.lock_list(driver, job.workspace_id, job.list_id)
+            async with res.sessions.begin() as own:  # rejects an attempt that held the lock before wrote
+                await store.reset_staging(own, job.id)
             async for _, block in cleaner.stage(blocks, options, stage_target):
                 await _write(res, driver, target, state, block, deduper, tally, counts)
         finally:

@@ -10,6 +10,7 @@ staged rows) and starts over. ``attempt`` makes a stale job give way.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -40,6 +41,18 @@ log = get_logger(__name__)
 PROGRESS_EVERY_S = 0.5
 STALE_AFTER = timedelta(minutes=2)
 ABANDONED_UPLOAD_AFTER = timedelta(hours=1)
+UPLOAD_STALLED_AFTER_S = ABANDONED_UPLOAD_AFTER.total_seconds()  # no new chunk for that long: give up
+UPLOAD_POLL_S = 0.05  # while the upload is still arriving: a chunk is stored about every 20–50 ms
+
+
+class UploadRefused(Exception):
+    """The API refused the upload after its job had started on the first chunks: there is nothing to do."""
+
+
+class Superseded(Exception):
+    """A newer attempt owns the import (or one already finished it): this one's work is rolled back."""
+
+
 IMPORT_TIMEOUT_S = 6 * 3600
 
 
@@ -67,14 +80,27 @@ async def run_import(ctx: dict[str, Any], import_id: int, attempt: int) -> dict[
         if job is None:
             return {"skipped": "finished or superseded"}
         await store.reset_staging(session, import_id)
+    _cleaner(res).warm_up()  # the children start while the first chunks are read (or still arrive)
     try:
         if res.engine.dialect.name == "postgresql":
             return await _load_file(res, job)
-        tally = await _stage_file(res, job)
+        return await _publish(res, job, await _stage_file(res, job))
     except CsvFormatError as exc:
         await _finish_failed(res, job, exc.message)
         return {"failed": exc.message}
-    return await _publish(res, job, tally)
+    except UploadRefused:
+        await _drop_leftovers(res, job.id)
+        log.info("import.upload_refused", import_id=job.id)
+        return {"skipped": "upload refused"}
+    except Superseded:
+        log.info("import.superseded", import_id=job.id, attempt=job.attempts)
+        return {"skipped": "superseded"}
+    except Exception:
+        if await _upload_exists(res, job.id):
+            raise
+        # the API refused the upload while a block was written (its rejects then break the foreign key)
+        await _drop_leftovers(res, job.id)
+        return {"skipped": "upload refused"}
 
 
 def _options(job: ContactImport) -> CleanOptions:
@@ -89,16 +115,50 @@ def _options(job: ContactImport) -> CleanOptions:
 async def _blocks(
     res: WorkerResources, job: ContactImport, cutter: RecordCutter, tally: Tally
 ) -> AsyncIterator[Block]:
-    async with res.sessions() as session:
-        seqs = await store.chunk_seqs(session, job.id)
-    for seq in seqs:
-        async with res.sessions() as session:
-            chunk = await store.get_chunk(session, job.id, seq)
+    async for chunk in _chunks(res, job, cutter, tally):
         tally.bytes_done += len(chunk)
         for block in cutter.feed(chunk):
             yield block
     for block in cutter.close():
         yield block
+
+
+async def _chunks(
+    res: WorkerResources, job: ContactImport, cutter: RecordCutter, tally: Tally
+) -> AsyncIterator[bytes]:
+    """The upload's chunks in order, also while the API still stores them: the job is queued after the
+    first one. The state is read before the chunk: every chunk is committed before the upload is marked
+    complete, so a chunk missing after a complete state is really the end."""
+    seq, waiting_since = 0, time.monotonic()
+    while True:
+        async with res.sessions() as session:
+            upload = await store.upload_state(session, job.id)
+            chunk = await store.get_chunk(session, job.id, seq)
+        if chunk is not None:
+            seq, waiting_since = seq + 1, time.monotonic()
+            yield chunk
+        elif not upload.exists:
+            raise UploadRefused  # the API refused the rest of the upload (413, broken connection)
+        elif upload.complete:
+            return
+        elif time.monotonic() - waiting_since > UPLOAD_STALLED_AFTER_S:
+            raise CsvFormatError("upload interrupted before it completed")
+        else:
+            if time.monotonic() - tally.last_saved > PROGRESS_EVERY_S:
+                await _save_progress(res, job, tally, header=cutter.header)  # the heartbeat, meanwhile
+            await asyncio.sleep(UPLOAD_POLL_S)
+
+
+async def _upload_exists(res: WorkerResources, import_id: int) -> bool:
+    async with res.sessions() as session:
+        return (await store.upload_state(session, import_id)).exists
+
+
+async def _drop_leftovers(res: WorkerResources, import_id: int) -> None:
+    """Rows this job staged or rejected after the API deleted the refused upload (the PostgreSQL
+    transaction is already rolled back; SQLite stages in short transactions)."""
+    async with res.sessions.begin() as session:
+        await store.reset_staging(session, import_id)
 
 
 async def _load_file(res: WorkerResources, job: ContactImport) -> dict[str, Any]:
@@ -139,9 +199,9 @@ async def _complete(
     now = datetime.now(UTC)
     final = _final_counts(tally, counts)
     extra: dict[str, Any] = {"columns": list(header)} if header else {}
-    await store.save_progress(
-        session, job.id, state="completed", finished_at=now, heartbeat_at=now, **final, **extra
-    )
+    values = dict(state="completed", finished_at=now, heartbeat_at=now, **final, **extra)
+    if not await store.finish(session, job.id, job.attempts, **values):
+        raise Superseded
     await store.drop_chunks(session, job.id)
     return final
 
@@ -211,9 +271,9 @@ async def _publish(res: WorkerResources, job: ContactImport, tally: Tally) -> di
         else:
             counts = await store.publish(session, job, now=now, consent_source=consent)
         final = _final_counts(tally, counts)
-        await store.save_progress(
-            session, job.id, state="completed", finished_at=now, heartbeat_at=now, **final
-        )
+        values = dict(state="completed", finished_at=now, heartbeat_at=now, **final)
+        if not await store.finish(session, job.id, job.attempts, **values):
+            raise Superseded  # rolls the publish back
         await store.drop_chunks(session, job.id)
     log.info("import.completed", import_id=job.id, rows=tally.rows, accepted=counts.accepted)
     return final
@@ -237,12 +297,12 @@ def _final_counts(tally: Tally, counts: store.PublishCounts) -> dict[str, Any]:
 
 async def _finish_failed(res: WorkerResources, job: ContactImport, message: str) -> None:
     now = datetime.now(UTC)
+    values = dict(state="failed", error=message, finished_at=now, heartbeat_at=now)
     async with res.sessions.begin() as session:
+        if not await store.finish(session, job.id, job.attempts, **values):
+            return  # a newer attempt owns the import, or one already finished it: leave its chunks
         await store.reset_staging_rows(session, job.id)
         await store.drop_chunks(session, job.id)
-        await store.save_progress(
-            session, job.id, state="failed", error=message, finished_at=now, heartbeat_at=now
-        )
     log.info("import.failed", import_id=job.id, error=message)
 
 

@@ -73,12 +73,38 @@ async def chunk_seqs(session: AsyncSession, import_id: int) -> list[int]:
     return list(rows)
 
 
-async def get_chunk(session: AsyncSession, import_id: int, seq: int) -> bytes:
-    """One chunk in memory at a time: the file may be gigabytes."""
+async def get_chunk(session: AsyncSession, import_id: int, seq: int) -> bytes | None:
+    """One chunk in memory at a time: the file may be gigabytes. None when it is not stored (yet)."""
     data = await session.scalar(
         sa.select(ImportChunk.data).where(ImportChunk.import_id == import_id, ImportChunk.seq == seq)
     )
-    return bytes(data or b"")
+    return None if data is None else bytes(data)
+
+
+@dataclass(frozen=True, slots=True)
+class UploadState:
+    exists: bool  # a refused upload deletes its import
+    complete: bool  # every chunk is stored: ``bytes_total`` is set once, after the last one
+
+
+async def upload_state(session: AsyncSession, import_id: int) -> UploadState:
+    found = (
+        await session.execute(sa.select(ContactImport.bytes_total).where(ContactImport.id == import_id))
+    ).first()
+    return UploadState(exists=found is not None, complete=found is not None and found[0] is not None)
+
+
+async def upload_received(session: AsyncSession, import_id: int, *, bytes_total: int, now: datetime) -> None:
+    """The last chunk is stored. An import whose job already started on the first chunks stays running."""
+    await session.execute(
+        sa.update(ContactImport)
+        .where(ContactImport.id == import_id)
+        .values(
+            bytes_total=bytes_total,
+            state=sa.case((ContactImport.state == "receiving", "queued"), else_=ContactImport.state),
+            heartbeat_at=now,
+        )
+    )
 
 
 async def drop_chunks(session: AsyncSession, import_id: int) -> None:
@@ -96,7 +122,8 @@ async def claim(
         sa.update(ContactImport)
         .where(
             ContactImport.id == import_id,
-            ContactImport.state.in_(("queued", "running")),
+            # receiving: started on the first chunks of an upload still arriving (see pipeline.imports)
+            ContactImport.state.in_(("receiving", "queued", "running")),
             ContactImport.attempts == attempt,
         )
         .values(state="running", started_at=now, heartbeat_at=now, rows_done=0, bytes_done=0, error=None)
@@ -240,12 +267,28 @@ async def stale_imports(session: AsyncSession, *, older_than: datetime) -> list[
 async def next_attempt(session: AsyncSession, import_id: int, *, now: datetime) -> int:
     await session.execute(
         sa.update(ContactImport)
-        .where(ContactImport.id == import_id)
+        # a job that finished since the sweeper looked keeps its outcome
+        .where(ContactImport.id == import_id, ContactImport.state.in_(("queued", "running")))
         .values(attempts=ContactImport.attempts + 1, state="queued", heartbeat_at=now)
     )
     return int(
         await session.scalar(sa.select(ContactImport.attempts).where(ContactImport.id == import_id)) or 0
     )
+
+
+async def finish(session: AsyncSession, import_id: int, attempt: int, **values: Any) -> bool:
+    """Record an attempt's outcome, unless a newer attempt (queued by the sweeper while this one ran)
+    or a finished one owns the import: False then, and the caller rolls its work back."""
+    result = await session.execute(
+        sa.update(ContactImport)
+        .where(
+            ContactImport.id == import_id,
+            ContactImport.state == "running",
+            ContactImport.attempts == attempt,
+        )
+        .values(**values)
+    )
+    return bool(getattr(result, "rowcount", 0))
 
 
 async def save_progress(session: AsyncSession, import_id: int, **counters: Any) -> None:
