@@ -205,7 +205,10 @@ class ImportQuery(Strict):
 class ImportOut(BaseModel):
     id: int
     list_id: int
-    state: Literal["receiving", "queued", "running", "completed", "failed"]
+    state: Literal["receiving", "queued", "running", "completed", "failed"] = Field(
+        description="receiving: the file is still arriving; queued: complete, waiting for a worker; running: "
+        "being cleaned (a big file already while it uploads, so the 202 may say running); completed or failed"
+    )
     dry_run: bool
     filename: str | None
     rows_done: int = Field(description="Data rows processed so far (the header is not a row)")
