@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from urllib.parse import quote_plus, urlencode
+from urllib.parse import quote_plus, unquote_plus, urlencode
 
 from hypothesis import given
 from hypothesis import strategies as st
 
 from dispatcher.channels.base import OutboundSms
+from dispatcher.channels.fake_sms_wire import _unquote, parse_form
 from dispatcher.channels.twilio_http import _form, form_value
 
 texts = st.text(max_size=200)  # surrogates excluded: no str a form carries has one
@@ -29,3 +30,18 @@ def test_form_body_is_urlencode_of_the_same_fields(
     cache: dict[str, str] = {}
     assert _form(message, cache) == urlencode(fields).encode()
     assert _form(message, cache) == urlencode(fields).encode()  # again, from the batch's cache
+
+
+# What the stand-in reads back: encoded bodies, and raw text no encoder made (stray %, backslashes, é).
+raw_forms = st.text(alphabet=st.sampled_from("%+\\aZ09-_.~ é€\x00"), max_size=60) | st.text(max_size=60)
+
+
+@given(st.one_of(texts.map(quote_plus), raw_forms, texts.map(lambda t: quote_plus(t).replace("%", "%%"))))
+def test_stand_in_decodes_a_form_value_as_unquote_plus_does(text: str) -> None:
+    assert _unquote(text) == unquote_plus(text)
+
+
+@given(to=texts, sender=texts, body=texts)
+def test_stand_in_reads_back_what_the_channel_encoded(to: str, sender: str, body: str) -> None:
+    form = parse_form(_form(OutboundSms(1, to, sender, body, "key", None), {}).decode())
+    assert form == {"To": to, "From": sender, "Body": body}
