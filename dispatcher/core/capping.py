@@ -5,29 +5,33 @@ day of the contact's zone (midnight to midnight on their clock, so 23:30 and 00:
 and a DST day is 23 or 25 hours long), and ``per_rolling_days`` sends within the elapsed-time window
 ``(at - rolling_days * 24 h, at]``. A limit of 0 forbids the channel.
 
-:func:`cap_decision` is the reference rule over a send history. Workers enforce the same rule atomically
-in Redis with a Lua script over the keys from :func:`cap_keys`. The key scheme, for that script's author:
+The day a send counts against is the contact's calendar day *now*: every send since the start of the
+current local day, judged on the contact's clock today, whatever zone was current when it was made.
 
-``cap:{<channel>:<contact>}:d:<YYYY-MM-DD>`` (``day_key``)
-    A SET of send ids reserved on that *local* date. TTL ``day_ttl`` seconds: until the local day ends,
-    plus a day of slack for clock skew between workers.
+:func:`cap_decision` is the reference rule over a send history. Workers enforce the same rule atomically
+in Redis with a Lua script over the keys from :func:`cap_keys`, all in one sorted set per contact and
+channel:
+
 ``cap:{<channel>:<contact>}:r`` (``rolling_key``)
     A ZSET of send ids scored by send time in epoch milliseconds. TTL ``rolling_ttl``, refreshed on write.
 
-The braces are a Redis Cluster hash tag: both keys of one contact and channel share a slot, so one script
-may touch both. Members are send ids (e.g. ``<campaign>:<contact>``), not counters, which makes a
-reservation idempotent: a batch retried after a crash finds its own id and is let through without being
-counted twice or capped by itself. The script, given ``member``, ``at_ms``, ``floor_ms`` and the limits::
+One set serves both limits: the daily count is the sends scored within the local day
+(``[day_start_ms, day_end_ms)``), so a contact costs one key, and rebuilding it from the ledger needs no
+zone (only send ids and times). The braces are a Redis Cluster hash tag: every key of one contact and
+channel shares a slot. Members are send ids (e.g. ``c<campaign>m<message>``), not counters, which makes
+a reservation idempotent: a batch retried after a crash finds its own id and is let through without being
+counted twice or capped by itself. The script, given ``member``, ``at_ms``, ``floor_ms``, the day's
+bounds and the limits::
 
     if ZSCORE(rolling_key, member) then return 1 end            -- already reserved: allowed again
     ZREMRANGEBYSCORE(rolling_key, '-inf', floor_ms)              -- forget sends at or before the floor
-    if SCARD(day_key) >= day_limit then return 0 end
+    if ZCOUNT(rolling_key, day_start_ms, '(' .. day_end_ms) >= day_limit then return 0 end
     if ZCOUNT(rolling_key, '(' .. floor_ms, at_ms) >= rolling_limit then return 0 end
-    SADD(day_key, member); EXPIRE(day_key, day_ttl)
     ZADD(rolling_key, at_ms, member); EXPIRE(rolling_key, rolling_ttl)
     return 1
 
-Releasing a reservation for a message that was finally not sent is ``SREM`` + ``ZREM`` of the member.
+(The day's count looks past ``at_ms``, to the day's end: a send another worker stamped a little later,
+its clock ahead, still counts today.) Releasing a reservation for a message finally not sent is ``ZREM``.
 """
 
 from __future__ import annotations
@@ -68,14 +72,24 @@ class CapPolicy:
 class CapKeys:
     """Everything the Redis script needs for one reservation (see the module docstring)."""
 
-    day_key: str
     rolling_key: str
-    day_ttl: int
     rolling_ttl: int
     at_ms: int
     floor_ms: int
+    day_start_ms: int
+    day_end_ms: int
     day_limit: int
     rolling_limit: int
+
+
+def contact_key(workspace_id: int, address: str) -> str:
+    """Who a cap counts for: an address within one workspace (the same person on every list)."""
+    return f"w{workspace_id}.{address}"
+
+
+def send_key(campaign_id: int, message_id: int) -> str:
+    """A send's member in the cap set: stable across retries of the same ledger row."""
+    return f"c{campaign_id}m{message_id}"
 
 
 def local_date_key(at: datetime, zone: str) -> str:
@@ -97,15 +111,16 @@ def cap_decision(history: Sequence[datetime], at: datetime, zone: str, policy: C
     return same_day < policy.per_local_day and in_window < policy.per_rolling_days
 
 
-def _epoch_ms(moment: datetime) -> int:
+def epoch_ms(moment: datetime) -> int:
     return (moment - _EPOCH) // timedelta(milliseconds=1)
 
 
-def _next_local_midnight(at: datetime, zone: str) -> datetime:
-    """Start of the contact's next day; a midnight lost to DST resolves to the first instant after it."""
+def local_day_start(at: datetime, zone: str, *, days_later: int = 0) -> datetime:
+    """Start of the contact's day at ``at`` (or of a later one), in UTC; a midnight lost to DST resolves to
+    the first instant after it, a midnight that comes twice to the first time it comes."""
     tz = require_zone(zone)
-    tomorrow = at.astimezone(tz).date() + _DAY
-    return datetime.combine(tomorrow, time(0), tzinfo=tz).astimezone(UTC)
+    day = require_aware(at, "at").astimezone(tz).date() + timedelta(days=days_later)
+    return datetime.combine(day, time(0), tzinfo=tz).astimezone(UTC)
 
 
 def cap_keys(contact_id: str | int, channel: str, at: datetime, zone: str, policy: CapPolicy) -> CapKeys:
@@ -113,15 +128,13 @@ def cap_keys(contact_id: str | int, channel: str, at: datetime, zone: str, polic
     at = require_aware(at, "at")
     if not channel or any(char in str(channel) + str(contact_id) for char in "{}: "):
         raise InputError("channel and contact id must be non-empty and free of braces, colons and spaces")
-    tag = f"cap:{{{channel}:{contact_id}}}"
-    until_midnight = (_next_local_midnight(at, zone) - at).total_seconds()
     return CapKeys(
-        day_key=f"{tag}:d:{local_date_key(at, zone)}",
-        rolling_key=f"{tag}:r",
-        day_ttl=math.ceil(until_midnight + _SLACK.total_seconds()),
+        rolling_key=f"cap:{{{channel}:{contact_id}}}:r",
         rolling_ttl=math.ceil((policy.rolling_window + _SLACK).total_seconds()),
-        at_ms=_epoch_ms(at),
-        floor_ms=_epoch_ms(at - policy.rolling_window),
+        at_ms=epoch_ms(at),
+        floor_ms=epoch_ms(at - policy.rolling_window),
+        day_start_ms=epoch_ms(local_day_start(at, zone)),
+        day_end_ms=epoch_ms(local_day_start(at, zone, days_later=1)),
         day_limit=policy.per_local_day,
         rolling_limit=policy.per_rolling_days,
     )

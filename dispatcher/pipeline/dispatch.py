@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from dispatcher.logs import get_logger
+from dispatcher.pipeline.cap_seeding import request_cap_seed
 from dispatcher.pipeline.context import WorkerResources, queue, resources
 from dispatcher.pipeline.queue import job_id
 from dispatcher.storage import ledger
@@ -88,4 +89,6 @@ async def sweep_ledger(ctx: dict[str, Any]) -> dict[str, int]:
         )
     if queued or sending:
         log.warning("ledger.leases_released", queued=queued, sending=sending)
+    # a Redis that restarted without persistence forgot the caps' history: rebuild it in one pass
+    await request_cap_seed(queue(ctx), res.settings.queue_name)
     return {"queued": queued, "sending": sending}

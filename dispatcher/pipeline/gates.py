@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from dispatcher.core.capping import contact_key, send_key
 from dispatcher.core.routing import choose
 from dispatcher.pipeline.breaker import Breakers
 from dispatcher.pipeline.compose import Rendered
@@ -170,9 +171,9 @@ async def _caps(
     caps = FrequencyCaps(redis, history=history)
     requests = [
         CapRequest(
-            contact_id=f"w{runtime.workspace_id}.{due.address}",
+            contact_id=contact_key(runtime.workspace_id, due.address),
             channel=runtime.channel,
-            send_id=f"c{runtime.campaign_id}m{due.id}",
+            send_id=send_key(runtime.campaign_id, due.id),
             at=now,
             zone=gate.zones[due.id],
             policy=runtime.cap_policy,

@@ -18,54 +18,54 @@ Call = tuple[Sequence[str], Sequence[str | int]]
 """One script invocation: ``(keys, args)``."""
 
 CAP_RESERVE = """
--- KEYS: day set, rolling zset, seed marker (one hash tag: one contact on one channel)
--- ARGV: member, at_ms, prune_ms, floor_ms, day_limit, rolling_limit, day_ttl, rolling_ttl, require_seed
-if redis.call('ZSCORE', KEYS[2], ARGV[1]) then return 1 end
-if ARGV[9] == '1' and redis.call('EXISTS', KEYS[3]) == 0 then return -1 end
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[3])
-if redis.call('SCARD', KEYS[1]) >= tonumber(ARGV[5]) then return 0 end
-if redis.call('ZCOUNT', KEYS[2], '(' .. ARGV[4], ARGV[2]) >= tonumber(ARGV[6]) then return 0 end
-redis.call('SADD', KEYS[1], ARGV[1])
-redis.call('EXPIRE', KEYS[1], ARGV[7])
-redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
-redis.call('EXPIRE', KEYS[2], ARGV[8])
-if ARGV[9] == '1' then redis.call('EXPIRE', KEYS[3], ARGV[8]) end
+-- KEYS: rolling zset, seed marker (one hash tag: one contact on one channel)
+-- ARGV: member, at_ms, prune_ms, floor_ms, day_start_ms, day_end_ms, day_limit, rolling_limit, rolling_ttl,
+--       require_seed
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 1 end
+if ARGV[10] == '1' and redis.call('EXISTS', KEYS[2]) == 0 then return -1 end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])
+if redis.call('ZCOUNT', KEYS[1], ARGV[5], '(' .. ARGV[6]) >= tonumber(ARGV[7]) then return 0 end
+if redis.call('ZCOUNT', KEYS[1], '(' .. ARGV[4], ARGV[2]) >= tonumber(ARGV[8]) then return 0 end
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[9])
+if ARGV[10] == '1' then redis.call('EXPIRE', KEYS[2], ARGV[9]) end
 return 1
 """
 
+# Sends from the ledger are added with NX: a reservation already made keeps its own time.
 CAP_SEED = """
--- KEYS: rolling zset, seed marker, then one day set per send
--- ARGV: rolling_ttl, then (member, at_ms, day_ttl) per send
-for i = 3, #KEYS do
-  local j = 2 + (i - 3) * 3
-  redis.call('SADD', KEYS[i], ARGV[j])
-  if redis.call('TTL', KEYS[i]) < tonumber(ARGV[j + 2]) then redis.call('EXPIRE', KEYS[i], ARGV[j + 2]) end
-  redis.call('ZADD', KEYS[1], ARGV[j + 1], ARGV[j])
-end
-if #KEYS > 2 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
-redis.call('SET', KEYS[2], '1', 'EX', ARGV[1])
-return #KEYS - 2
+-- KEYS: rolling zset[, seed marker]; ARGV: rolling_ttl, then (member, at_ms) per send.
+-- Without the marker key the sends are added but the contact is not declared complete (a bulk seed
+-- that may meet the same contact again in its next batch).
+for i = 2, #ARGV, 2 do redis.call('ZADD', KEYS[1], 'NX', ARGV[i + 1], ARGV[i]) end
+if #ARGV > 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+if #KEYS > 1 then redis.call('SET', KEYS[2], '1', 'EX', ARGV[1]) end
+return (#ARGV - 1) / 2
 """
 
 # A contact the batch found unseeded: its sends from the ledger are written back and its reservation made
 # in the same call (one round trip instead of a seeding pass and a second reserving pass).
 _SEED_FIRST = """
--- KEYS: day set, rolling zset, seed marker (as CAP_RESERVE), then one day set per send from the ledger
--- ARGV: the 9 of CAP_RESERVE, rolling_ttl, then (member, at_ms, day_ttl) per send
-for i = 4, #KEYS do
-  local j = 11 + (i - 4) * 3
-  redis.call('SADD', KEYS[i], ARGV[j])
-  if redis.call('TTL', KEYS[i]) < tonumber(ARGV[j + 2]) then redis.call('EXPIRE', KEYS[i], ARGV[j + 2]) end
-  redis.call('ZADD', KEYS[2], ARGV[j + 1], ARGV[j])
-end
-if #KEYS > 3 then redis.call('EXPIRE', KEYS[2], ARGV[10]) end
-redis.call('SET', KEYS[3], '1', 'EX', ARGV[10])
+-- KEYS: as CAP_RESERVE; ARGV: the 10 of CAP_RESERVE, then (member, at_ms) per send from the ledger
+for i = 11, #ARGV, 2 do redis.call('ZADD', KEYS[1], 'NX', ARGV[i + 1], ARGV[i]) end
+if #ARGV > 10 then redis.call('EXPIRE', KEYS[1], ARGV[9]) end
+redis.call('SET', KEYS[2], '1', 'EX', ARGV[9])
 """
 CAP_SEED_RESERVE = _SEED_FIRST + CAP_RESERVE
 
 CAP_RELEASE = """
--- KEYS: day set, rolling zset; ARGV: member
-return redis.call('SREM', KEYS[1], ARGV[1]) + redis.call('ZREM', KEYS[2], ARGV[1])
+-- KEYS: rolling zset; ARGV: member
+return redis.call('ZREM', KEYS[1], ARGV[1])
+"""
+
+# Redis holds the ledger's whole cap history (see limits.FrequencyCaps): the epoch names this Redis's
+# lifetime, set once by the first bulk seed; the seed declares completion only if the epoch it started
+# under is still there (a restart during the seed would have taken it).
+CAP_COMPLETE = """
+-- KEYS: epoch, complete; ARGV: the epoch the seed started under
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[2], ARGV[1])
+return 1
 """
 
 # GCRA with the bucket kept as one number, the theoretical arrival time (TAT) in microseconds of the
@@ -127,6 +127,7 @@ class Script:
     def __init__(self, source: str) -> None:
         self.source = source
         self.sha = hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
+        self.header = b"$7\r\nEVALSHA\r\n$40\r\n" + self.sha.encode() + b"\r\n"
 
     async def load(self, redis: Redis) -> None:
         sha = await redis.script_load(self.source)
@@ -146,28 +147,32 @@ class Script:
 
         Re-running calls that did succeed is only correct for idempotent scripts: the caller vouches.
         """
-        results = await self._pipeline(redis, calls)
+        return await self.run_encoded(redis, [_command(self.header, keys, args) for keys, args in calls])
+
+    async def run_encoded(self, redis: Redis, commands: Sequence[bytes]) -> list[Any]:
+        """:meth:`run_many` for commands already in the protocol (built with :attr:`header` by a caller that
+        shares most of their bytes across a batch)."""
+        results = await self._pipeline(redis, commands)
         if any(isinstance(result, NoScriptError) for result in results):
             await self.load(redis)
-            results = await self._pipeline(redis, calls)
+            results = await self._pipeline(redis, commands)
         for result in results:
             if isinstance(result, Exception):
                 raise result
         return results
 
-    async def _pipeline(self, redis: Redis, calls: Sequence[Call]) -> list[Any]:
+    async def _pipeline(self, redis: Redis, commands: Sequence[bytes]) -> list[Any]:
         # redis-py packs pipelined commands in pure Python at about half the speed of this: the bytes are
         # written by hand and sent on one pooled connection, and the replies read back in order.
-        if not calls:
+        if not commands:
             return []
-        header = b"$7\r\nEVALSHA\r\n$40\r\n" + self.sha.encode() + b"\r\n"
-        payload = b"".join(_command(header, keys, args) for keys, args in calls)
+        payload = b"".join(commands)
         pool = redis.connection_pool
         connection = await pool.get_connection()
         try:
             await connection.send_packed_command(payload, check_health=True)
             results: list[Any] = []
-            for _ in calls:
+            for _ in commands:
                 try:
                     results.append(await connection.read_response())
                 except ResponseError as error:  # the reply was read whole: the stream stays in step
@@ -183,10 +188,14 @@ class Script:
 
 def _command(header: bytes, keys: Sequence[str], args: Sequence[str | int]) -> bytes:
     """One EVALSHA in the Redis protocol (RESP): an array of bulk strings."""
-    words = [str(len(keys)).encode(), *[key.encode() for key in keys], *[str(arg).encode() for arg in args]]
-    parts = [b"*%d\r\n" % (len(words) + 2), header]
-    parts += [b"$%d\r\n%s\r\n" % (len(word), word) for word in words]
-    return b"".join(parts)
+    words = [str(len(keys)), *keys, *[str(arg) for arg in args]]
+    return b"*%d\r\n%s%s" % (len(words) + 2, header, bulk(words))
+
+
+def bulk(words: Sequence[str]) -> bytes:
+    """Words as consecutive RESP bulk strings (the tail of a command)."""
+    encoded = [word.encode() for word in words]
+    return b"".join([b"$%d\r\n%s\r\n" % (len(word), word) for word in encoded])
 
 
 def _words(keys: Sequence[str], args: Sequence[str | int]) -> list[str]:

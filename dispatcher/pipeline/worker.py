@@ -27,6 +27,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.exceptions import WatchError
 
 from dispatcher.logs import get_logger
+from dispatcher.pipeline.cap_seeding import request_cap_seed, seed_caps
 from dispatcher.pipeline.context import Clock, WorkerResources, attach, resources, utc_now
 from dispatcher.pipeline.dispatch import dispatch_tick, sweep_ledger
 from dispatcher.pipeline.imports import IMPORT_TIMEOUT_S, run_import, sweep_imports
@@ -84,6 +85,8 @@ async def _startup(ctx: dict[str, Any]) -> None:
     attach(ctx, res)
     await heartbeat(res)
     res.extra["heartbeat"] = asyncio.create_task(_beat_forever(res))
+    if not ctx.get("burst"):  # a long-lived worker; one-off drains leave it to the sweeper
+        await request_cap_seed(ctx["redis"], settings.queue_name)
     log.info("worker.started", worker_id=res.worker_id, queue=settings.queue_name)
 
 
@@ -163,6 +166,7 @@ def build_worker(
             func(release_pilots, name="release_pilots"),
             func(sweep_planning, name="sweep_planning"),
             func(send_chunk, name="send_chunk", max_tries=1000),
+            func(seed_caps, name="seed_caps", timeout=3600),
             func(dispatch_tick, name="dispatch_tick"),
             func(sweep_ledger, name="sweep_ledger"),
         ],
@@ -173,7 +177,7 @@ def build_worker(
         on_startup=_startup,
         on_shutdown=_shutdown,
         after_job_end=_job_end,
-        ctx={"settings": settings, "clock": clock},
+        ctx={"settings": settings, "clock": clock, "burst": burst},
         max_jobs=settings.worker_max_jobs,
         job_timeout=settings.worker_job_timeout_s,
         job_completion_wait=settings.worker_shutdown_wait_s,

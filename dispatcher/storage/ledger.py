@@ -8,7 +8,7 @@ late, duplicated or superseded job changes nothing. The sweeper hands back lease
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from dispatcher.core.capping import contact_key, send_key
 from dispatcher.storage.base import insert_ignoring_duplicates
 from dispatcher.storage.campaigns import Batch, Campaign, Message
 from dispatcher.storage.contacts import Contact, Suppression
@@ -567,5 +568,33 @@ async def cap_history(
     )
     found: dict[str, list[tuple[str, datetime]]] = {}
     for address, campaign_id, message_id, sent_at, updated_at in rows:
-        found.setdefault(address, []).append((f"c{campaign_id}m{message_id}", sent_at or updated_at))
+        found.setdefault(address, []).append((send_key(campaign_id, message_id), sent_at or updated_at))
     return found
+
+
+CapSend = tuple[str, str, str, datetime]
+"""``(channel, contact key, send key, at)`` of one send the caps count."""
+
+
+async def sends_since(
+    session: AsyncSession, since: datetime, *, batch: int = 10_000
+) -> AsyncIterator[list[CapSend]]:
+    """Every send of every workspace that frequency caps count (as :func:`cap_history`), in batches, read
+    in one statement: rebuilds Redis's whole cap history after a restart."""
+    rows = await session.stream(
+        sa.select(
+            Message.channel,
+            Message.workspace_id,
+            Message.address,
+            Message.campaign_id,
+            Message.id,
+            sa.func.coalesce(Message.sent_at, Message.updated_at),
+        )
+        .where(Message.state.in_(("sending", "sent", "delivered")), Message.updated_at >= since)
+        .execution_options(yield_per=batch)
+    )
+    async for part in rows.partitions(batch):
+        yield [
+            (channel, contact_key(workspace_id, address), send_key(campaign_id, message_id), at)
+            for channel, workspace_id, address, campaign_id, message_id, at in part
+        ]

@@ -106,38 +106,76 @@ def test_bad_arguments_raise_input_error(call: object, message: str) -> None:
         call()  # type: ignore[operator]
 
 
-SLACK = 86_400
 WEEK_MS = 7 * 86_400_000
 
 
 @pytest.mark.parametrize(
-    ("contact", "channel", "at", "zone", "day_key", "until_midnight"),
+    ("contact", "channel", "at", "zone", "day_start", "day_end"),
     [
-        (42, "sms", utc(2026, 1, 5, 15, 30), NY, "cap:{sms:42}:d:2026-01-05", 13.5 * 3600),
-        (42, "sms", utc(2026, 1, 6, 4, 30), NY, "cap:{sms:42}:d:2026-01-05", 1800),  # 23:30 local
-        (42, "sms", utc(2026, 1, 6, 5, 30), NY, "cap:{sms:42}:d:2026-01-06", 23.5 * 3600),  # 00:30 local
-        ("c-7", "email", utc(2026, 1, 5, 18, 30), "Asia/Kolkata", "cap:{email:c-7}:d:2026-01-06", 86_400),
-        (42, "sms", utc(2026, 3, 8, 5, 30), NY, "cap:{sms:42}:d:2026-03-08", 22.5 * 3600),  # 23 h day
-        (42, "sms", utc(2026, 11, 1, 4, 30), NY, "cap:{sms:42}:d:2026-11-01", 24.5 * 3600),  # 25 h day
-        # Santiago skips midnight on 2026-09-06 (00:00 -> 01:00): the day ends at 01:00 -03, 04:00 UTC.
-        (42, "sms", utc(2026, 9, 5, 16), "America/Santiago", "cap:{sms:42}:d:2026-09-05", 12 * 3600),
+        (42, "sms", utc(2026, 1, 5, 15, 30), NY, utc(2026, 1, 5, 5), utc(2026, 1, 6, 5)),
+        (42, "sms", utc(2026, 1, 6, 4, 30), NY, utc(2026, 1, 5, 5), utc(2026, 1, 6, 5)),  # 23:30 local
+        (42, "sms", utc(2026, 1, 6, 5, 30), NY, utc(2026, 1, 6, 5), utc(2026, 1, 7, 5)),  # 00:30 local
+        (
+            "c-7",
+            "email",
+            utc(2026, 1, 5, 18, 30),
+            "Asia/Kolkata",
+            utc(2026, 1, 5, 18, 30),
+            utc(2026, 1, 6, 18, 30),
+        ),
+        (
+            42,
+            "sms",
+            utc(2026, 3, 8, 5, 30),
+            NY,
+            utc(2026, 3, 8, 5),
+            utc(2026, 3, 9, 4),
+        ),  # 23 h day: midnight still EST
+        (
+            42,
+            "sms",
+            utc(2026, 3, 9, 3, 59),
+            NY,
+            utc(2026, 3, 8, 5),
+            utc(2026, 3, 9, 4),
+        ),  # 23:59 EDT, same day
+        (
+            42,
+            "sms",
+            utc(2026, 11, 1, 4, 30),
+            NY,
+            utc(2026, 11, 1, 4),
+            utc(2026, 11, 2, 5),
+        ),  # 25 h day: midnight still EDT
+        # Santiago skips midnight on 2026-09-06 (00:00 -> 01:00): that day starts at 01:00 -03, 04:00 UTC.
+        (42, "sms", utc(2026, 9, 5, 16), "America/Santiago", utc(2026, 9, 5, 4), utc(2026, 9, 6, 4)),
+        (42, "sms", utc(2026, 9, 6, 12), "America/Santiago", utc(2026, 9, 6, 4), utc(2026, 9, 7, 3)),
         # Santiago repeats 23:00-24:00 on 2026-04-04: midnight comes once, at 04:00 UTC.
-        (42, "sms", utc(2026, 4, 4, 12), "America/Santiago", "cap:{sms:42}:d:2026-04-04", 16 * 3600),
-        (42, "sms", utc(2026, 1, 5, 23, 59, 59), "UTC", "cap:{sms:42}:d:2026-01-05", 1),
+        (42, "sms", utc(2026, 4, 4, 12), "America/Santiago", utc(2026, 4, 4, 3), utc(2026, 4, 5, 4)),
+        (42, "sms", utc(2026, 4, 5, 12), "America/Santiago", utc(2026, 4, 5, 4), utc(2026, 4, 6, 4)),
+        (42, "sms", utc(2026, 1, 5, 23, 59, 59), "UTC", utc(2026, 1, 5), utc(2026, 1, 6)),
+        (
+            42,
+            "sms",
+            utc(2026, 1, 6, 4, 30),
+            "Pacific/Chatham",
+            utc(2026, 1, 5, 10, 15),
+            utc(2026, 1, 6, 10, 15),
+        ),
     ],
 )
 def test_cap_keys(
-    contact: str | int, channel: str, at: datetime, zone: str, day_key: str, until_midnight: float
+    contact: str | int, channel: str, at: datetime, zone: str, day_start: datetime, day_end: datetime
 ) -> None:
     keys = cap_keys(contact, channel, at, zone, DEFAULT)
     at_ms = int(at.timestamp()) * 1000
     assert keys == CapKeys(
-        day_key=day_key,
         rolling_key=f"cap:{{{channel}:{contact}}}:r",
-        day_ttl=int(until_midnight) + SLACK,
         rolling_ttl=8 * 86_400,
         at_ms=at_ms,
         floor_ms=at_ms - WEEK_MS,
+        day_start_ms=int(day_start.timestamp()) * 1000,
+        day_end_ms=int(day_end.timestamp()) * 1000,
         day_limit=1,
         rolling_limit=3,
     )
@@ -154,7 +192,6 @@ class ScriptModel:
     """The Redis script of the capping module docstring, step for step, over dicts (TTLs left out)."""
 
     def __init__(self) -> None:
-        self.sets: defaultdict[str, set[str]] = defaultdict(set)
         self.zsets: defaultdict[str, dict[str, int]] = defaultdict(dict)
 
     def reserve(self, keys: CapKeys, member: str) -> bool:
@@ -163,11 +200,10 @@ class ScriptModel:
             return True
         for old in [name for name, score in rolling.items() if score <= keys.floor_ms]:
             del rolling[old]
-        if len(self.sets[keys.day_key]) >= keys.day_limit:
+        if sum(keys.day_start_ms <= score < keys.day_end_ms for score in rolling.values()) >= keys.day_limit:
             return False
         if sum(keys.floor_ms < score <= keys.at_ms for score in rolling.values()) >= keys.rolling_limit:
             return False
-        self.sets[keys.day_key].add(member)
         rolling[member] = keys.at_ms
         return True
 
@@ -196,4 +232,5 @@ def test_documented_script_agrees_with_cap_decision(
         if expected:
             history.append(at)
             assert model.reserve(keys, f"campaign-{attempt}:7") is True  # a retried batch is not capped
-        assert len(model.sets[keys.day_key]) <= policy.per_local_day
+        today = sum(keys.day_start_ms <= v < keys.day_end_ms for v in model.zsets[keys.rolling_key].values())
+        assert today <= policy.per_local_day

@@ -10,6 +10,7 @@ import pytest
 
 from dispatcher.core.capping import CapPolicy, cap_keys
 from dispatcher.errors import InputError
+from dispatcher.pipeline import limits_lua as lua
 from dispatcher.pipeline.limits import CapRequest, FrequencyCaps
 
 ZONES = ["America/New_York", "Australia/Lord_Howe", "Asia/Kolkata", "UTC"]
@@ -31,13 +32,14 @@ def test_cached_shapes_give_the_keys_of_cap_keys(seeded: bool) -> None:
             for policy in policies:
                 for contact in CONTACTS:
                     item = CapRequest(contact, "sms", f"c1m{contact}", at, zone, policy)
-                    keys, args = caps._reserve_call(item, shapes)
+                    keys, args = caps._reserve_call(item, shapes, require=seeded)
                     expected = cap_keys(contact, "sms", at, zone, policy)
                     prune = expected.at_ms - caps._ttl * 1000
-                    assert keys == [expected.day_key, expected.rolling_key, expected.rolling_key[:-1] + "s"]
+                    assert keys == [expected.rolling_key, expected.rolling_key[:-1] + "s"]
                     assert list(args) == [
-                        item.send_id, expected.at_ms, prune, expected.floor_ms, expected.day_limit,
-                        expected.rolling_limit, expected.day_ttl, caps._ttl, 1 if seeded else 0,
+                        item.send_id, expected.at_ms, prune, expected.floor_ms, expected.day_start_ms,
+                        expected.day_end_ms, expected.day_limit, expected.rolling_limit, caps._ttl,
+                        1 if seeded else 0,
                     ]  # fmt: skip
     assert len(shapes) == len(MOMENTS) * len(ZONES) * len(policies)
 
@@ -47,4 +49,30 @@ def test_a_contact_id_cap_keys_refuses_is_still_refused(contact: str) -> None:
     caps = FrequencyCaps(None)  # type: ignore[arg-type]
     item = CapRequest(contact, "sms", "c1m1", MOMENTS[0], "UTC")
     with pytest.raises(InputError):
-        caps._reserve_call(item, {})
+        caps._reserve_call(item, {}, require=False)
+
+
+@pytest.mark.parametrize("seeded", [True, False])
+def test_encoded_reservations_are_the_calls_in_the_protocol(seeded: bool) -> None:
+    caps = FrequencyCaps(None, history=_no_history if seeded else None)  # type: ignore[arg-type]
+    encoded: dict = {}  # type: ignore[type-arg]
+    policies = [CapPolicy(), CapPolicy(per_local_day=2, per_rolling_days=5, rolling_days=30)]
+    for at in MOMENTS:
+        for zone in ZONES:
+            for policy in policies:
+                for contact in [*CONTACTS, "w3.zoë@exämple.com"]:
+                    item = CapRequest(contact, "sms", f"c1m{contact}", at, zone, policy)
+                    keys, args = caps._reserve_call(item, {}, require=seeded)
+                    assert caps._reserve_command(item, encoded, seeded) == lua._command(
+                        lua.Script(lua.CAP_RESERVE).header, keys, args
+                    )
+
+
+@pytest.mark.parametrize("contact", ["w1.{x}", "w1.a b", "w1:x"])
+def test_an_encoded_reservation_refuses_what_cap_keys_refuses(contact: str) -> None:
+    caps = FrequencyCaps(None)  # type: ignore[arg-type]
+    with pytest.raises(InputError):
+        caps._reserve_command(CapRequest(contact, "sms", "c1m1", MOMENTS[0], "UTC"), {}, False)
+    with pytest.raises(InputError):
+        too_long = CapPolicy(rolling_days=caps.horizon_days + 1)
+        caps._reserve_command(CapRequest("w1.x", "sms", "c1m1", MOMENTS[0], "UTC", too_long), {}, False)

@@ -92,7 +92,7 @@ async def test_retried_batch_gets_the_same_answers_without_double_counting(redis
     assert await caps.reserve(batch) == [True, True, False, False]
     assert await caps.reserve(list(reversed(batch))) == [False, False, True, True]
     assert await redis.zcard("cap:{sms:c1}:r") == 2
-    assert await redis.scard("cap:{sms:c1}:d:2026-02-02") == 2
+    assert await redis.keys("cap:{sms:c1}:*") == [b"cap:{sms:c1}:r"]  # one key per contact and channel
 
 
 async def test_release_frees_the_slot_once(redis: Redis) -> None:
@@ -108,8 +108,6 @@ async def test_release_frees_the_slot_once(redis: Redis) -> None:
 async def test_keys_expire_when_they_stop_mattering(redis: Redis) -> None:
     caps = FrequencyCaps(redis, horizon_days=10)
     assert await caps.reserve([ask("a", datetime.now(UTC))]) == [True]
-    day_ttl = await redis.ttl(next(iter(await redis.keys("cap:{sms:c1}:d:*"))))
-    assert 86_400 < day_ttl <= 2 * 86_400 + 3_600
     assert 11 * 86_400 - 5 <= await redis.ttl("cap:{sms:c1}:r") <= 11 * 86_400
 
 
@@ -207,7 +205,9 @@ async def test_redis_agrees_with_the_reference_rule(redis: Redis, seed: int, see
             if done:
                 gone = done.pop(rng.choice(sorted(done)))
                 # After a restart the contact may not be seeded yet: nothing to release, the ledger forgot it.
-                assert await caps.release([gone]) == 1 or seeded
+                # A send older than the horizon may have been pruned by a later reservation already.
+                pruned = gone.at < clock - timedelta(days=caps.horizon_days)
+                assert await caps.release([gone]) == 1 or seeded or pruned
         if seeded and rng.random() < 0.15:
             await redis.flushdb()  # a Redis restart: the ledger re-seeds it
 
@@ -260,8 +260,8 @@ async def test_seed_history_restores_caps_after_a_restart(redis: Redis) -> None:
     history = [("a", at - timedelta(days=3)), ("b", at - timedelta(days=1)), ("c", at - timedelta(hours=2))]
     assert await caps.reserve([ask(send_id, when) for send_id, when in history]) == [True, True, True]
     await redis.flushdb()
-    await caps.seed_history("c1", "sms", history, zone=NY)
-    await caps.seed_history("c1", "sms", history, zone=NY)  # repeating it changes nothing
+    await caps.seed_history("c1", "sms", history)
+    await caps.seed_history("c1", "sms", history)  # repeating it changes nothing
     assert await redis.zcard("cap:{sms:c1}:r") == 3
     assert await caps.reserve([ask("d", at + timedelta(days=2))]) == [False]  # 3 in the last 7 days
     assert await caps.reserve([ask("b", at - timedelta(days=1))]) == [True]  # its own retry still passes
