@@ -230,17 +230,20 @@ class TwilioHttpChannel:
         self._slots = asyncio.Semaphore(concurrency)
 
     async def send_batch(self, messages: Sequence[OutboundSms]) -> list[SendOutcome]:
-        # A few workers pull from the batch (cheaper than a task per message); the semaphore still bounds
+        # A few pullers share the batch (cheaper than a task per message); the semaphore still bounds
         # requests across batches sent at the same time on this channel.
         outcomes: list[SendOutcome | None] = [None] * len(messages)
         pending = iter(range(len(messages)))
         encoded: dict[str, str] = {}  # sender and callback URL: the same for most of a batch
 
         async def work() -> None:
-            for index in pending:
-                message = messages[index]
-                body = _form(message, encoded)
-                outcomes[index] = await self._send(message.message_id, body, message.idempotency_key)
+            # One slot per puller, held while it drains the batch, not one per message: the bound on requests
+            # in flight holds across batches all the same, at a fiftieth of the semaphore traffic.
+            async with self._slots:
+                for index in pending:
+                    message = messages[index]
+                    headers = self._headers_for(message.idempotency_key)
+                    outcomes[index] = await self._post(message.message_id, _form(message, encoded), headers)
 
         await asyncio.gather(*(work() for _ in range(min(self._concurrency, len(messages)))))
         return [outcome for outcome in outcomes if outcome is not None]
@@ -249,10 +252,13 @@ class TwilioHttpChannel:
         return await self._send(message.message_id, _form(message, {}), message.idempotency_key)
 
     async def _send(self, message_id: int, body: bytes, key: str) -> SendOutcome:
+        async with self._slots:
+            return await self._post(message_id, body, self._headers_for(key))
+
+    def _headers_for(self, key: str) -> dict[str, str]:
         headers = self._headers.copy()
         headers[self._idempotency_header] = key
-        async with self._slots:
-            return await self._post(message_id, body, headers)
+        return headers
 
     async def _post(self, message_id: int, body: bytes, headers: dict[str, str]) -> SendOutcome:
         try:
