@@ -22,14 +22,20 @@ import hmac
 import random
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Final
 
 import aiohttp
 from aiohttp import web
 
 from dispatcher.channels.fake_sms_callbacks import CallbackSender
 from dispatcher.channels.fake_sms_store import FakeSmsConfig, FakeSmsStore, Fault
-from dispatcher.channels.fake_sms_wire import message_json, parse_form, twilio_error, validate_form
+from dispatcher.channels.fake_sms_wire import (
+    message_body,
+    message_json,
+    parse_form,
+    twilio_error,
+    validate_form,
+)
 from dispatcher.channels.twilio_http import API_VERSION, IDEMPOTENCY_HEADER, basic_auth_header
 from dispatcher.core.sms import analyse_sms
 from dispatcher.loops import fast_event_loop
@@ -131,15 +137,15 @@ async def _create_message(state: FakeSms, request: web.Request) -> web.Response:
     if fault == "timeout_after":
         state.store.counters["fault_timeout_after"] += 1
         await asyncio.sleep(state.config.timeout_sleep)
-    return web.json_response(answer, status=201)
+    return web.Response(body=answer, status=201, content_type="application/json")
 
 
-def _accept(state: FakeSms, form: Mapping[str, str], token: str | None) -> dict[str, Any]:
+def _accept(state: FakeSms, form: Mapping[str, str], token: str | None) -> bytes:
     """Record the message (unless its token was seen) and answer with it, before any status moves on."""
     existing = state.store.find(token)
     if existing is not None:
         state.store.counters["deduplicated"] += 1
-        return message_json(state.config, existing)
+        return message_body(state.config, existing)
     body = form["Body"]
     record = state.store.add(
         to=form["To"],
@@ -149,7 +155,7 @@ def _accept(state: FakeSms, form: Mapping[str, str], token: str | None) -> dict[
         token=token,
         callback=form.get("StatusCallback") or None,
     )
-    answer = message_json(state.config, record)
+    answer = message_body(state.config, record)
     if state.callbacks is not None:
         state.callbacks.schedule(record)
     return answer

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from urllib.parse import quote_plus, unquote_plus, urlencode
 
 from hypothesis import given
 from hypothesis import strategies as st
 
 from dispatcher.channels.base import OutboundSms
-from dispatcher.channels.fake_sms_wire import _unquote, parse_form
+from dispatcher.channels.fake_sms_store import FakeSmsConfig, SmsRecord
+from dispatcher.channels.fake_sms_wire import _unquote, message_body, message_json, parse_form
 from dispatcher.channels.twilio_http import _form, form_value
 
 texts = st.text(max_size=200)  # surrogates excluded: no str a form carries has one
@@ -45,3 +47,15 @@ def test_stand_in_decodes_a_form_value_as_unquote_plus_does(text: str) -> None:
 def test_stand_in_reads_back_what_the_channel_encoded(to: str, sender: str, body: str) -> None:
     form = parse_form(_form(OutboundSms(1, to, sender, body, "key", None), {}).decode())
     assert form == {"To": to, "From": sender, "Body": body}
+
+
+@given(
+    to=texts, sender=texts, body=texts, sid=texts, account=texts, segments=st.integers(1, 10),
+    status=st.sampled_from(["queued", "delivered"]), at=st.floats(0, 4e9),
+)  # fmt: skip
+def test_stand_in_answer_is_the_message_json(
+    to: str, sender: str, body: str, sid: str, account: str, segments: int, status: str, at: float
+) -> None:
+    config = FakeSmsConfig(account_sid=account)
+    record = SmsRecord(1, sid, to, sender, body, segments, None, None, received_at=at, status=status)
+    assert message_body(config, record) == json.dumps(message_json(config, record)).encode()
