@@ -45,7 +45,7 @@ class Received:
 
 @pytest.fixture
 async def start_stub() -> AsyncIterator[StartStub]:
-    runners: list[web.AppRunner] = []
+    runners: list[web.BaseRunner] = []
 
     async def start(**config: Any) -> str:
         runner, url = await start_fake_sms(FakeSmsConfig(**{"seed": 11, **config}))
@@ -356,3 +356,31 @@ def test_fault_buckets(draw: float, fault: str | None) -> None:
     assert config.choose_fault(draw) == fault
     assert config.choose_fault(0.6) is None
     assert FakeSmsConfig().choose_fault(0.0) is None
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "allow"),
+    [
+        ("GET", "/nowhere", 404, None),
+        ("GET", f"{messages_path(CONFIG.account_sid)}", 405, "POST"),
+        ("DELETE", "/2010-04-01/Accounts/AC1/Messages/SM1.json", 405, "GET"),
+        ("POST", "/_stub/stats", 405, "GET"),
+        ("GET", "/_stub/reset", 405, "POST"),
+        ("HEAD", "/_stub/stats", 200, None),
+        ("GET", "/_stub/messages?limit=ten", 400, None),
+    ],
+)
+async def test_paths_and_methods_it_does_not_serve_are_refused_plainly(
+    start_stub: StartStub,
+    session: aiohttp.ClientSession,
+    method: str,
+    path: str,
+    status: int,
+    allow: str | None,
+) -> None:
+    url = await start_stub()
+    async with session.request(method, url + path, headers=AUTH) as response:
+        assert response.status == status
+        assert response.headers.get("Allow") == allow
+        if status == 404:
+            assert (await response.json())["code"] == 20404

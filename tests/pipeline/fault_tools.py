@@ -36,7 +36,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from dispatcher.channels.fake_sms import create_fake_sms_app
+from dispatcher.channels.fake_sms import add_fake_sms
 from dispatcher.channels.fake_sms_store import FakeSmsConfig
 from dispatcher.channels.twilio_http import IDEMPOTENCY_HEADER
 from dispatcher.settings import Settings
@@ -190,10 +190,10 @@ async def attempts_view(request: web.Request) -> web.Response:
 
 
 def logging_stub_app(config: FakeSmsConfig, *, honour_idempotency: bool = True) -> web.Application:
-    app = create_fake_sms_app(config)
-    app.middlewares.append(_attempt_logger(honour_idempotency))
+    app = web.Application(middlewares=[_attempt_logger(honour_idempotency)])
     app[ATTEMPTS] = []
     app.router.add_get("/_faults/attempts", attempts_view)
+    add_fake_sms(app, config)  # after our own route: the stand-in takes every other path
     return app
 
 

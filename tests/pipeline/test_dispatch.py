@@ -18,7 +18,7 @@ from tests.pipeline.campaign_setup import campaign_state, ledger_states, phone, 
 
 
 @pytest.fixture
-async def stub() -> AsyncIterator[tuple[web.AppRunner, str]]:
+async def stub() -> AsyncIterator[tuple[web.BaseRunner, str]]:
     runner, url = await start_fake_sms(FakeSmsConfig(seed=1))
     yield runner, url
     await runner.cleanup()
@@ -45,7 +45,7 @@ async def _tick_and_drain(settings: Settings, rounds: int = 3) -> None:
 
 
 async def test_every_recipient_gets_the_message_once(
-    settings: Settings, stub: tuple[web.AppRunner, str]
+    settings: Settings, stub: tuple[web.BaseRunner, str]
 ) -> None:
     _, url = stub
     campaign_id = await seed_campaign(settings, url, 1200)
@@ -61,7 +61,7 @@ async def test_every_recipient_gets_the_message_once(
     assert stats["recipients_with_duplicates"] == 0
 
 
-async def test_quiet_hours_hold_messages_back(settings: Settings, stub: tuple[web.AppRunner, str]) -> None:
+async def test_quiet_hours_hold_messages_back(settings: Settings, stub: tuple[web.BaseRunner, str]) -> None:
     _, url = stub
     # a one-minute window that is never "now" in Kiritimati and Honolulu at once: nothing may go
     campaign_id = await seed_campaign(

@@ -31,10 +31,10 @@ async def _recorded(url: str) -> list[dict[str, Any]]:
 
 
 @pytest.fixture
-async def stubs() -> AsyncIterator[list[tuple[web.AppRunner, str]]]:
-    started: list[tuple[web.AppRunner, str]] = []
+async def stubs() -> AsyncIterator[list[tuple[web.BaseRunner, str]]]:
+    started: list[tuple[web.BaseRunner, str]] = []
 
-    async def start(config: FakeSmsConfig) -> tuple[web.AppRunner, str]:
+    async def start(config: FakeSmsConfig) -> tuple[web.BaseRunner, str]:
         runner, url = await start_fake_sms(config)
         started.append((runner, url))
         return runner, url
