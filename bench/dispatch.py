@@ -14,7 +14,7 @@ client, no dispatcher code) is measured before and after the campaign. The stand
 show every recipient exactly once.
 
     .venv/bin/python -m bench.dispatch [--channel sms|email|smpp|all] [--recipients N] [--workers 2]
-                                       [--rate-compare] [--stub-callbacks]
+                                       [--rate-compare] [--stub-callbacks] [--timeline]
     BENCH_PROFILE=/tmp/prof .venv/bin/python -m bench.dispatch   # cProfile each worker into /tmp/prof.<i>
     BENCH_WORKER_WRAPPER=script.py ...   # run workers as ``python script.py worker`` (instrumented)
 
@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import signal
 import statistics
@@ -52,6 +53,7 @@ DB = "dispatcher_bench_dispatch"
 PG = "postgresql+asyncpg://postgres@127.0.0.1:5432/"
 REDIS = "redis://127.0.0.1:6379/8"
 QUEUE = f"dispatcher:bench-dispatch:{os.getpid()}"
+TIMELINE_EVERY_S = 0.5
 DEFAULT_N = {"sms": 100_000, "email": 20_000, "smpp": 50_000}
 TARGETS = {"sms": 5_000, "email": 1_500, "smpp": 2_500}
 
@@ -65,6 +67,7 @@ class Run:
     ledger_s: float = 0.0
     notes: list[str] = field(default_factory=list)
     exact: bool = False
+    timeline: bool = False
 
 
 async def fresh_database() -> str:
@@ -161,6 +164,13 @@ async def phase_notes(engine: Any, campaign_id: int) -> list[str]:
     ]
 
 
+def _machine_ticks() -> tuple[int, int]:
+    """(busy, total) clock ticks of the whole machine since boot."""
+    with open("/proc/stat") as stat:
+        fields = [int(v) for v in stat.readline().split()[1:9]]
+    return sum(fields) - fields[3] - fields[4], sum(fields)
+
+
 def _cpu_ticks(pid: int) -> int:
     """utime + stime of one process, in clock ticks (0 once it is gone)."""
     try:
@@ -205,6 +215,33 @@ class CpuMeter:
         for part, pids in (await self._pids()).items():
             self.spent[part] = sum(_cpu_ticks(pid) - self.start.get(pid, 0) for pid in pids) / tick
 
+    async def timeline(self, sink: Target, before: int, every: float, rows: list[str]) -> None:
+        """Every ``every`` s: the machine's busy share, each part's share of one core, messages received.
+        Shows where the machine idles (start, waves, tail) when the per-message figures cannot."""
+        tick = os.sysconf("SC_CLK_TCK")
+        cores = os.cpu_count() or 1
+        started = time.perf_counter()
+        last_busy, last_total = _machine_ticks()
+        last = {pid: _cpu_ticks(pid) for pids in (await self._pids()).values() for pid in pids}
+        while True:
+            await asyncio.sleep(every)
+            busy, total = _machine_ticks()
+            parts = await self._pids()
+            now = {pid: _cpu_ticks(pid) for pids in parts.values() for pid in pids}
+            shares = [
+                sum(now[pid] - last.get(pid, now[pid]) for pid in pids) / tick / every * 100
+                for pids in parts.values()
+            ]
+            machine = (busy - last_busy) / max(1, total - last_total) * 100
+            received = (await sink.counts())[0] - before
+            elapsed = time.perf_counter() - started
+            rows.append(
+                f"{elapsed:6.1f} {machine:5.0f}% of {cores} | "
+                + " ".join(f"{v:4.0f}" for v in shares)
+                + f" | {received:,}"
+            )
+            last_busy, last_total, last = busy, total, now
+
     def note(self, n: int) -> str:
         shares = ", ".join(f"{part} {seconds / n * 1e6:,.0f}" for part, seconds in self.spent.items())
         return f"CPU µs per message: {shares} (total {sum(self.spent.values()) / n * 1e6:,.0f})"
@@ -230,11 +267,26 @@ async def campaign_run(settings: Settings, sink: Target, n: int, workers: int, r
         run.boot_s = time.perf_counter() - booting
         cpu = CpuMeter(engine, {"workers": [p.pid for p in procs], "stand-in": sink.pids})
         await cpu.begin()
+        rows: list[str] = []
+        sampler = (
+            asyncio.create_task(cpu.timeline(sink, before[0], TIMELINE_EVERY_S, rows))
+            if run.timeline
+            else None
+        )
         started = time.perf_counter()
         await set_state(engine, campaign_id, "running")
         await wait_until(engine, sink, before, campaign_id, n, started, run)
         await cpu.end()
+        if sampler is not None:
+            sampler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sampler
         run.notes = [*await phase_notes(engine, campaign_id), cpu.note(n)]
+        if rows:
+            run.notes += [
+                "timeline:   s  machine    | workers stand-in postgres redis (% of a core) | received",
+                *rows,
+            ]
     finally:
         await _stop(procs)
     after = await sink.counts()
@@ -268,7 +320,7 @@ def report(sink: Target, n: int, workers: int, ceilings: list[float], runs: list
 async def bench_channel(channel: str, args: argparse.Namespace) -> None:
     n = args.recipients or DEFAULT_N[channel]
     labels = ["caps", "caps+rate"] if args.rate_compare else ["caps"]
-    runs = [Run(label) for label in labels]
+    runs = [Run(label, timeline=args.timeline) for label in labels]
     async with target(channel, stub_callbacks=args.stub_callbacks) as sink:
         ceiling_n = args.ceiling_n or min(n, 20_000)
         ceilings = [await sink.ceiling(ceiling_n, 0)]
@@ -294,6 +346,7 @@ if __name__ == "__main__":
     parser.add_argument("--ceiling-n", type=int, help="messages per ceiling run (default: N, at most 20,000)")
     parser.add_argument("--rate-compare", action="store_true")
     parser.add_argument("--stub-callbacks", action="store_true", help="stub posts callbacks as it goes")
+    parser.add_argument("--timeline", action="store_true", help="CPU use of each part every 0.5 s")
     parser.add_argument("--serve-stub", type=int, help=argparse.SUPPRESS)  # the stub's own process
     arguments = parser.parse_args()
     if arguments.serve_stub:
