@@ -22,7 +22,7 @@ from dispatcher.cli_tools import TOOLS
 from dispatcher.embedded import EmbeddedRedis, ensure_embedded_redis
 from dispatcher.errors import DispatcherError
 from dispatcher.logs import configure_logging
-from dispatcher.loops import fast_event_loop
+from dispatcher.loops import fast_event_loop, settle_gc
 from dispatcher.settings import Settings
 
 
@@ -73,6 +73,7 @@ def serve(host: str | None, port: int | None) -> None:
     settings = load_settings()
     with redis_for(settings) as ready:
         app = create_app(ready)
+        settle_gc()
         web.run_app(
             app,
             host=host or ready.host,

@@ -41,7 +41,7 @@ from dispatcher.channels.fake_sms_wire import (
 )
 from dispatcher.channels.twilio_http import API_VERSION, IDEMPOTENCY_HEADER, basic_auth_header
 from dispatcher.core.sms import analyse_sms
-from dispatcher.loops import fast_event_loop
+from dispatcher.loops import fast_event_loop, settle_gc
 
 __all__ = [
     "FAKE_SMS",
@@ -310,6 +310,7 @@ def serve_fake_sms(host: str, port: int, config: FakeSmsConfig | None = None) ->
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
         runner, _ = await start_fake_sms(config, host, port)
+        settle_gc()
         try:
             await stop.wait()
         finally:

@@ -27,6 +27,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.exceptions import WatchError
 
 from dispatcher.logs import get_logger
+from dispatcher.loops import settle_gc
 from dispatcher.pipeline.cap_seeding import request_cap_seed, seed_caps
 from dispatcher.pipeline.context import Clock, WorkerResources, attach, resources, utc_now
 from dispatcher.pipeline.dispatch import dispatch_tick, sweep_ledger
@@ -88,6 +89,7 @@ async def _startup(ctx: dict[str, Any]) -> None:
     res.extra["heartbeat"] = asyncio.create_task(_beat_forever(res))
     if not ctx.get("burst"):  # a long-lived worker; one-off drains leave it to the sweeper
         await request_cap_seed(ctx["redis"], settings.queue_name)
+        settle_gc()
     log.info("worker.started", worker_id=res.worker_id, queue=settings.queue_name)
 
 
