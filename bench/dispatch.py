@@ -8,7 +8,8 @@ process (bench/_dispatch_targets.py) and N worker processes (``dispatcher worker
 - ``smpp``: 50,000 SMS over SMPP to the smpp34 simulator (target ≥ 2,500/s).
 
 The campaign is seeded straight in the database (paused), the workers are started and given time to boot,
-then the campaign is flipped to ``running``: the clock runs from that instant until the stand-in has
+then the campaign is flipped to ``running`` and the dispatcher woken, as the resume endpoint does (else the
+first claim waits for the once-a-second tick): the clock runs from that instant until the stand-in has
 received N messages and the ledger shows N ``sent``. The same run's ceiling (the stand-in driven by a bare
 client, no dispatcher code) is measured before and after the campaign. The stand-in's counters must then
 show every recipient exactly once.
@@ -42,6 +43,7 @@ import sqlalchemy as sa
 from redis.asyncio import Redis
 
 from bench._dispatch_targets import Counts, Target, serve_stub, target
+from dispatcher.pipeline.queue import connect_queue, wake_dispatcher
 from dispatcher.settings import Settings
 from dispatcher.storage.accounts import WorkerHeartbeat
 from dispatcher.storage.campaigns import Campaign, Message
@@ -266,6 +268,7 @@ async def campaign_run(settings: Settings, sink: Target, n: int, workers: int, r
         await wait_for_workers(engine, workers)
         run.boot_s = time.perf_counter() - booting
         cpu = CpuMeter(engine, {"workers": [p.pid for p in procs], "stand-in": sink.pids})
+        queue_pool = await connect_queue(REDIS, check_policy=False)
         await cpu.begin()
         rows: list[str] = []
         sampler = (
@@ -275,6 +278,8 @@ async def campaign_run(settings: Settings, sink: Target, n: int, workers: int, r
         )
         started = time.perf_counter()
         await set_state(engine, campaign_id, "running")
+        await wake_dispatcher(queue_pool, QUEUE)  # as the resume endpoint does
+        await queue_pool.aclose()
         await wait_until(engine, sink, before, campaign_id, n, started, run)
         await cpu.end()
         if sampler is not None:

@@ -6,12 +6,16 @@ job bodies, so we refuse to run on one.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from arq import create_pool
 from arq.connections import ArqRedis, RedisSettings
 
 from dispatcher.errors import UnavailableError
+from dispatcher.logs import get_logger
+
+log = get_logger(__name__)
 
 SAFE_EVICTION_POLICIES = frozenset({"noeviction"})
 
@@ -48,3 +52,15 @@ def job_id(kind: str, *parts: int | str) -> str:
     if not kind or ":" in kind:
         raise ValueError(f"bad job kind {kind!r}")
     return ":".join([kind, *(str(p) for p in parts)])
+
+
+async def wake_dispatcher(pool: ArqRedis, queue_name: str) -> None:
+    """Run a dispatch tick now rather than at the next whole second: a campaign that has just become
+    running (resumed, or its pilot released) starts sending at once. Best effort: if Redis is away,
+    the cron tick gets there a second later."""
+    try:
+        await pool.enqueue_job(
+            "dispatch_tick", _job_id=job_id("tick", time.time_ns()), _queue_name=queue_name
+        )
+    except Exception as exc:  # the cron tick is the fallback, whatever went wrong
+        log.warning("dispatch.wake_failed", error=type(exc).__name__)

@@ -266,3 +266,18 @@ async def test_planning_again_after_a_crash_changes_nothing(client: TestClient, 
     assert again["progress"] == first["progress"]
     assert again["batches"] == first["batches"]
     assert [(r.id, r.state, r.not_before, r.batch_id) for r in await ledger(client, draft["id"])] == before
+
+
+async def test_resume_wakes_the_dispatcher_at_once(client: TestClient, make_key: KeyMaker) -> None:
+    key = await make_key()
+    list_id, _ = await seed_audience(client, key)
+    template_id = await make_sms_template(client, key, "offer")
+    provider_id = await make_provider_named(client, key, "twilio")
+    draft = await new_campaign(client, key, list_id=list_id, template_id=template_id, provider_id=provider_id)
+    assert (await start_and_plan(client, key, draft["id"]))["state"] == "running"
+    assert (await post(client, key, f"/v1/campaigns/{draft['id']}/pause"))[1]["state"] == "paused"
+    queue, queue_name = client.app[REDIS], client.app[SETTINGS].queue_name
+    before = set(await queue.zrange(queue_name, 0, -1))
+    assert (await post(client, key, f"/v1/campaigns/{draft['id']}/resume"))[1]["state"] == "running"
+    woken = [job for job in set(await queue.zrange(queue_name, 0, -1)) - before if job.startswith(b"tick:")]
+    assert len(woken) == 1  # a dispatch tick now, not at the next whole second

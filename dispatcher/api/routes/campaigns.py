@@ -30,6 +30,7 @@ from dispatcher.api.schemas_campaigns import (
 from dispatcher.ops import campaign_sends as sends
 from dispatcher.ops import campaigns as ops
 from dispatcher.ops.campaign_specs import CampaignSpec
+from dispatcher.pipeline.queue import wake_dispatcher
 from dispatcher.storage import campaigns_q as store
 from dispatcher.storage.campaigns import Campaign
 
@@ -133,6 +134,8 @@ def _action(name: str) -> Handler:
                 session, principal(request).workspace_id, campaign_id, name, now=datetime.now(UTC)
             )
             out = detail_out(found)
+        if name == "resume":  # committed: the tick will see it running
+            await wake_dispatcher(request.app[REDIS], request.app[SETTINGS].queue_name)
         return dump(out)
 
     handle.__name__ = f"{name}_campaign"
@@ -146,6 +149,7 @@ async def release_pilot(request: web.Request) -> web.Response:
             session, principal(request).workspace_id, campaign_id, now=datetime.now(UTC)
         )
         out = detail_out(found)
+    await wake_dispatcher(request.app[REDIS], request.app[SETTINGS].queue_name)
     return dump(out)
 
 
