@@ -2,15 +2,17 @@
 
 On PostgreSQL the cleaned blocks go straight into the list inside one transaction that commits with the
 import's completion (:mod:`dispatcher.pipeline.import_load`): no publish pass after the cleaning. SQLite
-has one writer at a time, so a long write transaction would hide the progress the API shows; there rows
-are staged in short transactions, then published in one. Either way a crash before the commit leaves the
-list untouched; the sweeper queues a new attempt, which throws away what the dead one wrote (rejects,
-staged rows) and starts over. ``attempt`` makes a stale job give way.
+has one writer at a time, so a long write transaction would block every other writer (and the progress
+the API shows); there rows are staged in a temporary table of the job's own connection, which takes no
+lock on the database file, then published in one transaction at the end. Either way a crash before the
+commit leaves the list untouched; the sweeper queues a new attempt, which throws away what the dead one
+wrote (rejects) and starts over. ``attempt`` makes a stale job give way.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -18,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from dispatcher.core.cleaning import FileDeduper
 from dispatcher.errors import CsvFormatError
@@ -84,7 +86,8 @@ async def run_import(ctx: dict[str, Any], import_id: int, attempt: int) -> dict[
     try:
         if res.engine.dialect.name == "postgresql":
             return await _load_file(res, job)
-        return await _publish(res, job, await _stage_file(res, job))
+        async with _staging_connection(res) as conn:
+            return await _publish(res, job, await _stage_file(res, job, conn), conn)
     except CsvFormatError as exc:
         await _finish_failed(res, job, exc.message)
         return {"failed": exc.message}
@@ -206,20 +209,37 @@ async def _complete(
     return final
 
 
-async def _stage_file(res: WorkerResources, job: ContactImport) -> Tally:
+@contextlib.asynccontextmanager
+async def _staging_connection(res: WorkerResources) -> AsyncIterator[AsyncConnection]:
+    """SQLite: one connection for the whole import, its temporary table holding the staged rows.
+
+    Closed afterwards, whatever happened: that deletes the table's file at once (no page-by-page DROP),
+    frees the page cache the publish grew, and rolls back anything left uncommitted.
+    """
+    async with res.engine.connect() as conn:
+        try:
+            await store.open_stage(conn)
+            yield conn
+        finally:
+            await conn.invalidate()
+
+
+async def _stage_file(res: WorkerResources, job: ContactImport, conn: AsyncConnection) -> Tally:
     tally = Tally()
     cutter = RecordCutter()
     deduper = FileDeduper()
-    target = StageTarget(import_id=job.id, copy=res.engine.dialect.name == "postgresql")
+    target = StageTarget(import_id=job.id, copy=False)
     async for _, staged in _cleaner(res).stage(_blocks(res, job, cutter, tally), _options(job), target):
-        await _write_block(res, staged, deduper, tally)
+        await _write_block(res, conn, staged, deduper, tally)
         if time.monotonic() - tally.last_saved > PROGRESS_EVERY_S:
             await _save_progress(res, job, tally, header=cutter.header)
     await _save_progress(res, job, tally, header=cutter.header)
     return tally
 
 
-async def _write_block(res: WorkerResources, block: StagedBlock, deduper: FileDeduper, tally: Tally) -> None:
+async def _write_block(
+    res: WorkerResources, conn: AsyncConnection, block: StagedBlock, deduper: FileDeduper, tally: Tally
+) -> None:
     seen = deduper.seen_digest
     kept = [row for row, digest in zip(block.staged, block.digests, strict=True) if not seen(digest)]
     duplicates = len(block.staged) - len(kept)
@@ -230,9 +250,11 @@ async def _write_block(res: WorkerResources, block: StagedBlock, deduper: FileDe
     tally.rows += block.rows
     tally.rejected += len(block.rejects)
     tally.staged += len(kept)
-    async with res.sessions.begin() as session:
-        await store.stage(session, kept)
-        await store.add_rejects(session, block.rejects)
+    await store.stage(conn, kept)
+    await conn.commit()
+    if block.rejects:
+        async with res.sessions.begin() as session:
+            await store.add_rejects(session, block.rejects)
 
 
 async def _save_progress(
@@ -256,25 +278,23 @@ async def _save_progress(
         )
 
 
-async def _publish(res: WorkerResources, job: ContactImport, tally: Tally) -> dict[str, Any]:
+async def _publish(
+    res: WorkerResources, job: ContactImport, tally: Tally, conn: AsyncConnection
+) -> dict[str, Any]:
     """Publish and mark completed in one transaction: a crash between the two would otherwise re-run an
     import whose contacts are already on the list, and report them all as duplicates."""
     now = datetime.now(UTC)
-    consent = job.consent_source
+    await store.begin_publish(conn)
+    async with AsyncSession(bind=conn, expire_on_commit=False) as session:
+        counts = await store.publish_stage(session, job, now=now, consent_source=job.consent_source)
+        if not job.dry_run:
+            # Superseded: the connection is closed without a commit, which rolls the publish back
+            final = await _complete(session, job, tally, counts, header=None)
+            await conn.commit()
     if job.dry_run:
-        async with res.sessions() as session, session.begin() as tx:
-            counts = await store.publish(session, job, now=now, consent_source=consent)
-            await tx.rollback()  # a dry run reports exactly what a real run would do, then writes nothing
-    async with res.sessions.begin() as session:
-        if job.dry_run:
-            await store.reset_staging_rows(session, job.id)
-        else:
-            counts = await store.publish(session, job, now=now, consent_source=consent)
-        final = _final_counts(tally, counts)
-        values = dict(state="completed", finished_at=now, heartbeat_at=now, **final)
-        if not await store.finish(session, job.id, job.attempts, **values):
-            raise Superseded  # rolls the publish back
-        await store.drop_chunks(session, job.id)
+        await conn.rollback()  # a dry run reports exactly what a real run would do, then writes nothing
+        async with res.sessions.begin() as own:
+            final = await _complete(own, job, tally, counts, header=None)
     log.info("import.completed", import_id=job.id, rows=tally.rows, accepted=counts.accepted)
     return final
 
