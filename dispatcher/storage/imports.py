@@ -223,8 +223,8 @@ async def _bulk(conn: AsyncConnection, table: str, columns: Sequence[str], rows:
     if conn.dialect.name == "postgresql":
         raw = await conn.get_raw_connection()
         driver: Any = raw.driver_connection
-        data = io.BytesIO("".join(rows).encode())
-        await driver.copy_to_table(table, source=data, columns=list(columns), format="text")
+        with io.BytesIO("".join(rows).encode()) as data:  # closed: see import_load._copy
+            await driver.copy_to_table(table, source=data, columns=list(columns), format="text")
         return
     names = ", ".join(f'"{name}"' for name in columns)
     marks = ", ".join("?" for _ in columns)
