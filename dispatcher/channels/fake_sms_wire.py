@@ -7,7 +7,6 @@ Twilio's magic test numbers with their documented errors.
 from __future__ import annotations
 
 import codecs
-import json
 import re
 from collections.abc import Mapping
 from email.utils import formatdate
@@ -15,6 +14,7 @@ from functools import lru_cache
 from typing import Any, Final
 from urllib.parse import unquote_plus
 
+import orjson
 from aiohttp import web
 
 from dispatcher.channels.fake_sms_store import FakeSmsConfig, SmsRecord
@@ -22,7 +22,6 @@ from dispatcher.channels.twilio_http import API_VERSION, messages_path
 
 __all__ = ["MAGIC_NUMBERS", "message_body", "message_json", "parse_form", "twilio_error", "validate_form"]
 
-_json: Final = json.dumps
 _E164: Final = re.compile(r"\+[1-9]\d{6,14}")
 _MAX_BODY: Final = 1600
 # Twilio's magic test numbers and the errors a test account answers them with.
@@ -99,18 +98,9 @@ def message_json(config: FakeSmsConfig, record: SmsRecord) -> dict[str, Any]:
 
 
 def message_body(config: FakeSmsConfig, record: SmsRecord) -> bytes:
-    """``json.dumps(message_json(config, record))``, encoded, written field by field: the answer to every
-    message the stand-in takes, at a third of the cost of building and serialising the dict."""
-    created = _json(_http_date(int(record.received_at)))
-    sid = _json(record.sid)
-    return (
-        f'{{"sid": {sid}, "account_sid": {_json(config.account_sid)}, "api_version": "{API_VERSION}", '
-        f'"to": {_json(record.to)}, "from": {_json(record.sender)}, "body": {_json(record.body)}, '
-        f'"status": {_json(record.status)}, "direction": "outbound-api", '
-        f'"num_segments": "{record.segments}", "num_media": "0", "error_code": null, "error_message": null, '
-        f'"price": null, "price_unit": "USD", "date_created": {created}, "date_updated": {created}, '
-        f'"uri": {_json(f"{_messages_uri(config.account_sid)}/{record.sid}.json")}}}'
-    ).encode()
+    """:func:`message_json` serialised: the answer to every message the stand-in takes (orjson, a third of
+    the standard library's time)."""
+    return orjson.dumps(message_json(config, record))
 
 
 def parse_form(text: str) -> dict[str, str]:

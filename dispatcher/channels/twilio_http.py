@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import quote
 
 import aiohttp
+import orjson
 from yarl import URL
 
 from dispatcher.channels.base import OutboundSms, SendOutcome, SmsChannel
@@ -101,9 +102,12 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
 
 def _json_object(raw: bytes) -> dict[str, Any]:
     try:
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        return {}
+        data = orjson.loads(raw)  # every answer of every send: a third of json.loads' time
+    except orjson.JSONDecodeError:
+        try:
+            data = json.loads(raw)  # what orjson refuses and json reads (NaN, UTF-16): read as before
+        except (ValueError, UnicodeDecodeError):
+            return {}
     return data if isinstance(data, dict) else {}
 
 
