@@ -130,3 +130,30 @@ async def test_worker_refuses_redis_that_may_evict_jobs(settings: Settings) -> N
     finally:
         await client.config_set("maxmemory-policy", before)
         await client.aclose()
+
+
+async def test_a_job_running_elsewhere_is_not_asked_about_again_for_a_second(settings: Settings) -> None:
+    pool = await connect_queue(settings.redis_url or "")
+    asked: list[int] = []
+    pipeline = pool.pipeline
+
+    def counting(*args: object, **kwargs: object) -> object:  # a spy on the real pipeline
+        asked.append(1)
+        return pipeline(*args, **kwargs)  # type: ignore[arg-type]
+
+    worker = build_worker(settings, settings.redis_url or "", burst=True)
+    try:
+        await pool.enqueue_job("housekeeping", _job_id="busy-elsewhere", _queue_name=settings.queue_name)
+        await pool.set("arq:in-progress:busy-elsewhere", b"1", px=60_000)  # another worker runs it
+        pool.pipeline = counting  # type: ignore[method-assign]
+        worker._pool = pool
+        await worker.start_jobs([b"busy-elsewhere"])
+        assert (len(asked), worker.job_counter, worker.tasks) == (1, 0, {})
+        await worker.start_jobs([b"busy-elsewhere"])  # within the second: Redis is not asked again
+        assert len(asked) == 1
+        worker._elsewhere["busy-elsewhere"] = 0.0  # the second has passed
+        await worker.start_jobs([b"busy-elsewhere"])
+        assert (len(asked), worker.job_counter) == (2, 0)
+    finally:
+        pool.pipeline = pipeline  # type: ignore[method-assign]
+        await pool.aclose()
