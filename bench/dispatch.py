@@ -166,6 +166,11 @@ async def phase_notes(engine: Any, campaign_id: int) -> list[str]:
     ]
 
 
+def _ticks(parts: dict[str, list[int]]) -> dict[int, int]:
+    """CPU ticks of every process of every part, by pid."""
+    return {pid: _cpu_ticks(pid) for pids in parts.values() for pid in pids}
+
+
 def _machine_ticks() -> tuple[int, int]:
     """(busy, total) clock ticks of the whole machine since boot."""
     with open("/proc/stat") as stat:
@@ -210,7 +215,7 @@ class CpuMeter:
         return {**self.parts, "postgres": backends, "redis": _pids_named("redis-server")}
 
     async def begin(self) -> None:
-        self.start = {pid: _cpu_ticks(pid) for pids in (await self._pids()).values() for pid in pids}
+        self.start = _ticks(await self._pids())
 
     async def end(self) -> None:
         tick = os.sysconf("SC_CLK_TCK")
@@ -224,12 +229,12 @@ class CpuMeter:
         cores = os.cpu_count() or 1
         started = time.perf_counter()
         last_busy, last_total = _machine_ticks()
-        last = {pid: _cpu_ticks(pid) for pids in (await self._pids()).values() for pid in pids}
+        last = _ticks(await self._pids())
         while True:
             await asyncio.sleep(every)
             busy, total = _machine_ticks()
             parts = await self._pids()
-            now = {pid: _cpu_ticks(pid) for pids in parts.values() for pid in pids}
+            now = _ticks(parts)
             shares = [
                 sum(now[pid] - last.get(pid, now[pid]) for pid in pids) / tick / every * 100
                 for pids in parts.values()

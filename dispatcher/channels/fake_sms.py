@@ -18,6 +18,7 @@ test numbers answer with their documented errors (+15005550001 invalid, +1500555
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import random
 import re
@@ -255,12 +256,20 @@ def add_fake_sms(app: web.Application, config: FakeSmsConfig | None = None) -> F
 
 
 async def _callback_sender(app: web.Application) -> AsyncIterator[None]:
-    state = app[FAKE_SMS]
+    async with _callbacks_running(app[FAKE_SMS]):
+        yield
+
+
+@contextlib.asynccontextmanager
+async def _callbacks_running(state: FakeSms) -> AsyncIterator[None]:
+    """The sender of the stand-in's status callbacks and replies, for as long as it serves."""
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
         state.callbacks = CallbackSender(state.config, state.store, state.rng, session)
         state.callbacks.start()
-        yield
-        await state.callbacks.stop()
+        try:
+            yield
+        finally:
+            await state.callbacks.stop()
 
 
 class FakeSmsRunner(web.ServerRunner):
@@ -272,20 +281,15 @@ class FakeSmsRunner(web.ServerRunner):
         server = web.Server(partial(route, state), handler_cancellation=True, access_log=None)
         super().__init__(server, shutdown_timeout=1.0)
         self.state = state
-        self._http: aiohttp.ClientSession | None = None
+        self._callbacks = contextlib.AsyncExitStack()
 
     async def setup(self) -> None:
-        self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
-        self.state.callbacks = CallbackSender(self.state.config, self.state.store, self.state.rng, self._http)
-        self.state.callbacks.start()
+        await self._callbacks.enter_async_context(_callbacks_running(self.state))
         await super().setup()
 
     async def _cleanup_server(self) -> None:
         await super()._cleanup_server()
-        if self.state.callbacks is not None:
-            await self.state.callbacks.stop()
-        if self._http is not None:
-            await self._http.close()
+        await self._callbacks.aclose()
 
 
 async def start_fake_sms(

@@ -199,7 +199,7 @@ def stage_block(block: Block, options: CleanOptions, target: StageTarget) -> Sta
         reasons[reason] = reasons.get(reason, 0) + 1
     load = target.contacts
     if load is None:
-        staged = [encode_staged(target.import_id, row, copy=target.copy) for row in accepted]
+        staged = [encode_staged(target.import_id, row) for row in accepted]
         return StagedBlock(len(rows), staged, digests, rejects, reasons)
     return StagedBlock(
         len(rows),

@@ -98,6 +98,8 @@ class CapRequest:
 _Shape = tuple[str | int, ...]
 """What a reservation's arguments share across contacts: every argument after the send id."""
 _ShapeKey = tuple[datetime, str, CapPolicy]
+_Shaped = tuple[_Shape, bytes]
+"""A shape's arguments, and the same in the protocol's bytes."""
 # Redis's lifetime and whether it holds the ledger's whole cap history (see the module docstring); one hash
 # tag, so one node answers both, and no contact's tag can collide with it (those carry a colon).
 EPOCH_KEY = "cap:{all}:epoch"
@@ -136,8 +138,8 @@ class FrequencyCaps:
         whole history (:meth:`complete_epoch`)."""
         trusted = await self.complete_epoch() if self._history is not None else None
         require = self._history is not None and trusted is None
-        encoded: dict[_ShapeKey, bytes] = {}
-        commands = [self._reserve_command(item, encoded, require) for item in items]
+        shapes: dict[_ShapeKey, _Shaped] = {}
+        commands = [self._reserve_command(item, shapes, require) for item in items]
         answers = [int(answer) for answer in await _RESERVE.run_encoded(self._redis, commands)]
         if trusted is not None and await self._epoch() != trusted:
             # Redis restarted between the check and the reservations: they were judged on an empty set
@@ -146,9 +148,9 @@ class FrequencyCaps:
         if unseeded:
             seeds = await self._seeds_from_ledger([items[index] for index in unseeded])
             merged: list[lua.Call] = []
-            shapes: dict[_ShapeKey, _Shape] = {}
+            seeding: dict[_ShapeKey, _Shaped] = {}  # these calls require the marker whatever the batch did
             for index in unseeded:
-                keys, args = self._reserve_call(items[index], shapes, require=True)
+                keys, args = self._reserve_call(items[index], seeding, require=True)
                 sends = seeds[(items[index].channel, str(items[index].contact_id))]
                 merged.append((keys, [*args, *sends]))
             again = await _SEED_RESERVE.run_many(self._redis, merged)
@@ -209,26 +211,28 @@ class FrequencyCaps:
 
     # -- building the calls --
 
-    def _reserve_call(self, item: CapRequest, shapes: dict[_ShapeKey, _Shape], *, require: bool) -> lua.Call:
-        """``shapes`` caches what depends only on (time, zone, policy), shared by most of a batch."""
+    def _reserve_call(self, item: CapRequest, shapes: dict[_ShapeKey, _Shaped], *, require: bool) -> lua.Call:
+        tag, (args, _) = self._shaped(item, shapes, require)
+        return [tag + ":r", tag + ":s"], [item.send_id, *args]
+
+    def _reserve_command(self, item: CapRequest, shapes: dict[_ShapeKey, _Shaped], require: bool) -> bytes:
+        """:meth:`_reserve_call` in the protocol's bytes: a contact costs only its keys and its send id."""
+        tag, (_, tail) = self._shaped(item, shapes, require)
+        return _RESERVE_HEAD + lua.bulk([tag + ":r", tag + ":s", item.send_id]) + tail
+
+    def _shaped(
+        self, item: CapRequest, shapes: dict[_ShapeKey, _Shaped], require: bool
+    ) -> tuple[str, _Shaped]:
+        """The contact's tag, and what depends only on (time, zone, policy): built once per shape of a batch,
+        as arguments and already encoded."""
         self._check(item)
         tag = _contact_tag(item.contact_id, item.channel)
         key = (item.at, item.zone, item.policy)
         found = shapes.get(key)
         if found is None:
-            found = shapes[key] = self._shape(item, require)
-        return [tag + ":r", tag + ":s"], [item.send_id, *found]
-
-    def _reserve_command(self, item: CapRequest, encoded: dict[_ShapeKey, bytes], require: bool) -> bytes:
-        """:meth:`_reserve_call` in the protocol's bytes: the arguments after the send id are encoded once
-        per (time, zone, policy), so a contact costs only its two keys and its send id."""
-        self._check(item)
-        tag = _contact_tag(item.contact_id, item.channel)
-        key = (item.at, item.zone, item.policy)
-        tail = encoded.get(key)
-        if tail is None:
-            tail = encoded[key] = lua.bulk([str(arg) for arg in self._shape(item, require)])
-        return _RESERVE_HEAD + lua.bulk([tag + ":r", tag + ":s", item.send_id]) + tail
+            args = self._shape(item, require)
+            found = shapes[key] = (args, lua.bulk([str(arg) for arg in args]))
+        return tag, found
 
     def _check(self, item: CapRequest) -> None:
         if not item.send_id:

@@ -180,12 +180,13 @@ _REJECT_COLUMNS = ("import_id", "row_number", "reason", "values")
 _ZONES_JSON: dict[tuple[str, ...], str] = {}  # few distinct zone lists: one per region or area code
 
 
-def encode_staged(import_id: int, accepted: tuple[Any, ...], *, copy: bool) -> Any:
-    """One staged row (``accepted`` is a cleaner tuple: STAGE_COLUMNS without ``import_id``)."""
+def encode_staged(import_id: int, accepted: tuple[Any, ...]) -> tuple[Any, ...]:
+    """One staged row for SQLite's staging table (``accepted`` is a cleaner tuple: STAGE_COLUMNS without
+    ``import_id``). PostgreSQL loads ``contacts`` directly (see storage.import_load)."""
     values = [import_id, *accepted]
     values[_ZONES] = zones_json(tuple(values[_ZONES]))
     values[_ATTRIBUTES] = json.dumps(values[_ATTRIBUTES], ensure_ascii=False)
-    return copy_line(values) if copy else tuple(values)
+    return tuple(values)
 
 
 def zones_json(zones: tuple[str, ...]) -> str:

@@ -537,6 +537,10 @@ async def add_spent(session: AsyncSession, campaign_id: int, amount: Decimal, *,
         )
 
 
+CAP_COUNTED = ("sending", "sent", "delivered")
+"""States whose sends frequency caps count: everything not known to have failed (doubt counts as sent)."""
+
+
 async def cap_history(
     session: AsyncSession, workspace_id: int, channel: str, addresses: Sequence[str], since: datetime
 ) -> dict[str, list[tuple[str, datetime]]]:
@@ -562,7 +566,7 @@ async def cap_history(
             found_rows.c.sent_at,
             found_rows.c.updated_at,
         ).where(
-            found_rows.c.state.in_(("sending", "sent", "delivered")),
+            found_rows.c.state.in_(CAP_COUNTED),
             found_rows.c.updated_at >= since,
         )
     )
@@ -590,7 +594,7 @@ async def sends_since(
             Message.id,
             sa.func.coalesce(Message.sent_at, Message.updated_at),
         )
-        .where(Message.state.in_(("sending", "sent", "delivered")), Message.updated_at >= since)
+        .where(Message.state.in_(CAP_COUNTED), Message.updated_at >= since)
         .execution_options(yield_per=batch)
     )
     async for part in rows.partitions(batch):

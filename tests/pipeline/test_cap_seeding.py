@@ -11,8 +11,6 @@ import pytest
 import sqlalchemy as sa
 from redis.asyncio import Redis
 
-from dispatcher.channels.fake_sms import start_fake_sms
-from dispatcher.channels.fake_sms_store import FakeSmsConfig
 from dispatcher.core.capping import contact_key, send_key
 from dispatcher.errors import UnavailableError
 from dispatcher.pipeline.cap_seeding import request_cap_seed
@@ -22,16 +20,9 @@ from dispatcher.settings import Settings
 from dispatcher.storage.campaigns import Message
 from dispatcher.storage.engine import create_engine, session_factory
 from tests.helpers import drain
-from tests.pipeline.campaign_setup import ledger_states, phone, seed_campaign
+from tests.pipeline.campaign_setup import ledger_states, phone, run_rounds, seed_campaign
 
 N = 40
-
-
-@pytest.fixture
-async def stub() -> AsyncIterator[str]:
-    runner, url = await start_fake_sms(FakeSmsConfig(seed=1))
-    yield url
-    await runner.cleanup()
 
 
 @pytest.fixture
@@ -69,23 +60,17 @@ async def _run_seed(settings: Settings, redis: Redis) -> None:
     await drain(settings)
 
 
-async def _send_campaign(settings: Settings, stub: str) -> int:
-    campaign_id = await seed_campaign(settings, stub, N)
-    pool = await connect_queue(settings.redis_url or "")
-    try:
-        for _ in range(3):
-            await pool.enqueue_job("dispatch_tick", _queue_name=settings.queue_name)
-            await drain(settings)
-    finally:
-        await pool.aclose()
+async def _send_campaign(settings: Settings, sms_stub: str) -> int:
+    campaign_id = await seed_campaign(settings, sms_stub, N)
+    await run_rounds(settings, campaign_id)
     assert await ledger_states(settings, campaign_id) == {"sent": N}
     return campaign_id
 
 
 async def test_after_a_restart_one_pass_restores_every_send(
-    settings: Settings, stub: str, redis: Redis
+    settings: Settings, sms_stub: str, redis: Redis
 ) -> None:
-    campaign_id = await _send_campaign(settings, stub)
+    campaign_id = await _send_campaign(settings, sms_stub)
     rows = await _sent_rows(settings, campaign_id)
     await redis.flushdb()  # Redis restarts without persistence: the caps forget everything
     caps = FrequencyCaps(redis, history=_never)

@@ -16,7 +16,6 @@ import pytest
 import sqlalchemy as sa
 from redis.asyncio import Redis
 
-from dispatcher.channels.fake_sms import start_fake_sms
 from dispatcher.channels.fake_sms_store import FakeSmsConfig
 from dispatcher.channels.fake_smtp import FakeSmtp, FakeSmtpConfig, start_fake_smtp
 from dispatcher.core.capping import CapPolicy, cap_keys
@@ -38,13 +37,6 @@ N = 60
 
 def broken(n: int) -> bool:
     return n % 7 == 3
-
-
-@pytest.fixture
-async def stub() -> AsyncIterator[str]:
-    runner, url = await start_fake_sms(FakeSmsConfig(seed=1))
-    yield url
-    await runner.cleanup()
 
 
 @pytest.fixture
@@ -84,8 +76,8 @@ async def _stub_recipients(url: str) -> list[str]:
     return [m["to"] for m in (body["messages"] if isinstance(body, dict) else body)]
 
 
-async def test_an_undefined_variable_fails_that_sms_alone(settings: Settings, stub: str) -> None:
-    config: dict[str, Any] = {"base_url": stub, "account_sid": FakeSmsConfig().account_sid}
+async def test_an_undefined_variable_fails_that_sms_alone(settings: Settings, sms_stub: str) -> None:
+    config: dict[str, Any] = {"base_url": sms_stub, "account_sid": FakeSmsConfig().account_sid}
     config |= {"auth_token": FakeSmsConfig().auth_token, "from": ["+15005550006"], "idempotency": True}
     campaign_id = await seed_channel_campaign(settings, N, kind="twilio_http", config=config)
     await _break(settings, campaign_id, {"body": "Hi {{ first_name }}, 20% off today"}, None)
@@ -94,7 +86,7 @@ async def test_an_undefined_variable_fails_that_sms_alone(settings: Settings, st
 
     doomed = {phone(n) for n in range(N) if broken(n)}
     assert await _failures(settings, campaign_id) == dict.fromkeys(doomed, "render_error")
-    assert sorted(await _stub_recipients(stub)) == sorted(phone(n) for n in range(N) if not broken(n))
+    assert sorted(await _stub_recipients(sms_stub)) == sorted(phone(n) for n in range(N) if not broken(n))
     # a message that was never built took none of its recipient's frequency-cap slots
     redis = Redis.from_url(settings.redis_url or "")
     try:

@@ -74,7 +74,7 @@ def _row(job: ContactImport, line: int, phone: str | None, email: str | None) ->
         None,
         {},
     )
-    return tuple(store.encode_staged(job.id, accepted, copy=False))
+    return store.encode_staged(job.id, accepted)
 
 
 async def _publish(engine: AsyncEngine, job: ContactImport, rows: list[tuple[Any, ...]]) -> Any:
