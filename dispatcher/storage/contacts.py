@@ -28,14 +28,17 @@ class Contact(WorkspaceOwned, Base):
     __tablename__ = "contacts"
     __table_args__ = (sa.UniqueConstraint("list_id", "dedupe_key"),)
 
+    # No key or index of its own (migration 0015): the list's key cascades from the workspace, and no query
+    # reaches contacts by workspace alone (nor by phone or e-mail, which lost their indexes too).
+    workspace_id: Mapped[int] = mapped_column(BigId)
     list_id: Mapped[int] = mapped_column(BigId, sa.ForeignKey("contact_lists.id", ondelete="CASCADE"))
     dedupe_key: Mapped[str] = mapped_column(sa.String(320))
-    phone: Mapped[str | None] = mapped_column(sa.String(20), index=True)
+    phone: Mapped[str | None] = mapped_column(sa.String(20))
     phone_type: Mapped[str | None] = mapped_column(sa.String(32))
     phone_region: Mapped[str | None] = mapped_column(sa.String(2))
     time_zones: Mapped[list[str]] = mapped_column(default=list)
     sms_capable: Mapped[bool] = mapped_column(default=False)
-    email: Mapped[str | None] = mapped_column(sa.String(320), index=True)
+    email: Mapped[str | None] = mapped_column(sa.String(320))
     first_name: Mapped[str | None] = mapped_column(sa.String(200))
     last_name: Mapped[str | None] = mapped_column(sa.String(200))
     timezone: Mapped[str | None] = mapped_column(sa.String(64))

@@ -146,6 +146,30 @@ async def ledger_states(settings: Settings, campaign_id: int) -> dict[str, int]:
     return found
 
 
+async def unsent_details(settings: Settings, campaign_id: int) -> list[tuple[Any, ...]]:
+    """What an assertion on the ledger prints when it fails: each row not ``sent``, with its why."""
+    engine = create_engine(settings.database_url)
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            sa.select(
+                Message.id,
+                Message.state,
+                Message.attempts,
+                Message.provider_id,
+                Message.error_code,
+                Message.error_detail,
+                Message.possible_duplicate,
+                Message.ambiguous,
+            )
+            .where(Message.campaign_id == campaign_id, Message.state != "sent")
+            .order_by(Message.id)
+            .limit(20)
+        )
+        found = [tuple(row) for row in rows]
+    await engine.dispose()
+    return found
+
+
 async def campaign_state(settings: Settings, campaign_id: int) -> str:
     engine = create_engine(settings.database_url)
     async with engine.connect() as conn:

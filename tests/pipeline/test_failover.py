@@ -21,6 +21,7 @@ from tests.pipeline.campaign_setup import (
     phone,
     run_rounds,
     seed_campaign,
+    unsent_details,
 )
 
 
@@ -51,7 +52,8 @@ async def test_a_sick_provider_trips_its_circuit_and_the_next_one_serves_everyon
         campaign_id = await seed_campaign(settings, sick, 600)
         backup = await add_provider(settings, campaign_id, well)
         await run_rounds(settings, campaign_id, timeout=90)
-        assert await ledger_states(settings, campaign_id) == {"sent": 600}
+        states = await ledger_states(settings, campaign_id)
+        assert states == {"sent": 600}, await unsent_details(settings, campaign_id)
         rows = await messages_by(settings, campaign_id)
         assert {provider for _, _, provider, _ in rows} == {backup}
         received = Counter(m["to"] for m in await _recorded(well))

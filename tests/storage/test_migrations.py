@@ -161,3 +161,37 @@ def test_0009_fills_zones_on_postgresql(pg_url: str) -> None:
     _fill_at_0008(url)
     upgrade(url)
     assert _zones(url) == [zone for _, _, zone in _ZONED_ROWS]
+
+
+def _sqlite_rows(url: str, *statements: str) -> list[list[Any]]:
+    async def run() -> list[list[Any]]:
+        engine = create_engine(url)
+        async with engine.connect() as conn:
+            found = [list((await conn.execute(text(s))).all()) for s in statements]
+        await engine.dispose()
+        return found
+
+    return asyncio.run(run())
+
+
+def test_0015_rebuilds_sqlite_contacts_without_losing_a_row_or_a_key(tmp_path: Path) -> None:
+    """The rebuild runs with SQLite's foreign keys off; rows that point at contacts survive, and the keys
+    are enforced again afterwards."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'k.db'}"
+    upgrade(url, "0008")
+    _fill_at_0008(url)
+    upgrade(url)
+    contacts, messages, keys, dangling = _sqlite_rows(
+        url,
+        "SELECT id, workspace_id, list_id FROM contacts ORDER BY id",
+        "SELECT id, contact_id FROM messages ORDER BY id",
+        "PRAGMA foreign_keys",
+        "PRAGMA foreign_key_check",
+    )
+    n = len(_ZONED_ROWS)
+    assert [tuple(r) for r in contacts] == [(i, 1, 1) for i in range(1, n + 1)]
+    assert [tuple(r) for r in messages] == [(i, i) for i in range(1, n + 1)]
+    assert keys == [(1,)]
+    assert dangling == []
+    with pytest.raises(Exception, match="FOREIGN KEY"):  # messages still point at their contacts
+        _sqlite_rows(url, "DELETE FROM contacts WHERE id = 1")
