@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -27,6 +27,9 @@ from dispatcher.storage.contacts import ContactImport, ContactList
 from dispatcher.storage.imports import PublishCounts
 
 SaveProgress = Callable[[], Awaitable[None]]
+# suppressions stamped this long before the import began are re-checked too: stamps come from the clocks
+# of API and worker processes, which may drift apart a little
+CLOCK_MARGIN = timedelta(minutes=1)
 Finish = Callable[[AsyncSession, PublishCounts], Awaitable[None]]
 
 
@@ -70,6 +73,11 @@ async def load_file(
             keeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await keeper
+        late = await load.drop_late_suppressed(driver, target, now - CLOCK_MARGIN)
+        counts.accepted -= late
+        counts.suppressed += late
+        tally.staged -= late
+        tally.suppressed += late
         result = PublishCounts(counts.accepted, counts.duplicate_on_list, counts.suppressed)
         if job.dry_run:
             await conn.rollback()

@@ -17,6 +17,7 @@ import io
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from dispatcher.storage.imports import copy_line, zones_json
@@ -168,6 +169,59 @@ async def _suppressed(driver: Any, workspace_id: int, channel: str, addresses: l
         addresses,
     )
     return {record[0] for record in found}
+
+
+async def drop_late_suppressed(driver: Any, target: LoadTarget, since: datetime) -> int:
+    """Take back this import's rows whose every address was suppressed while it ran; how many.
+
+    Each block is checked against the suppressions of its moment (none at all when the workspace had none
+    at the start), so a STOP that arrives mid-import is caught here, just before the commit, as the
+    staging path catches it at its publish. The look-up by address scans the import's rows, but only when
+    a suppression did arrive (contacts keep no index on phone or e-mail: migration 0015).
+    """
+    late = await driver.fetch(
+        "SELECT channel, address FROM suppressions WHERE workspace_id = $1 AND created_at >= $2",
+        target.workspace_id,
+        since,
+    )
+    if not late:
+        return 0
+    sms = [address for channel, address in late if channel in ("sms", "all")]
+    email = [address for channel, address in late if channel in ("email", "all")]
+    candidates = await driver.fetch(
+        "SELECT id, phone, email FROM contacts WHERE list_id = $1 AND import_id = $2"
+        " AND (phone = ANY($3::text[]) OR email = ANY($4::text[]))",
+        target.list_id,
+        target.import_id,
+        sms,
+        email,
+    )
+    if not candidates:
+        return 0
+    phones = [row["phone"] for row in candidates if row["phone"] is not None]
+    emails = [row["email"] for row in candidates if row["email"] is not None]
+    sms_out = await _suppressed(driver, target.workspace_id, "sms", phones)
+    email_out = await _suppressed(driver, target.workspace_id, "email", emails)
+    gone = [
+        row
+        for row in candidates
+        if (row["phone"] is None or row["phone"] in sms_out)
+        and (row["email"] is None or row["email"] in email_out)
+    ]
+    if not gone:
+        return 0
+    await driver.execute("DELETE FROM contacts WHERE id = ANY($1::bigint[])", [row["id"] for row in gone])
+    # their consent lines go too, unless another row of this import still holds the address
+    await driver.execute(
+        "DELETE FROM consent_records r WHERE r.workspace_id = $1 AND r.import_id = $2"
+        " AND r.address = ANY($3::text[]) AND NOT EXISTS (SELECT 1 FROM contacts c"
+        " WHERE c.list_id = $4 AND c.import_id = $2 AND (c.phone = r.address OR c.email = r.address))",
+        target.workspace_id,
+        target.import_id,
+        [address for row in gone for address in (row["phone"], row["email"]) if address is not None],
+        target.list_id,
+    )
+    return len(gone)
 
 
 async def _copy(driver: Any, table: str, columns: Sequence[str], text: str) -> None:

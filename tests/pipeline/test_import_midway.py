@@ -1,7 +1,8 @@
-"""SQLite imports with a real arq worker: rows staged on the job's own connection, published at the end.
+"""Imports with a real arq worker, caught mid-way: the upload is held back after its first part.
 
-The upload is held back after its first part, so the job is caught mid-import: nothing is on the list yet,
-other writers are not blocked, and a suppression added meanwhile still wins at the publish.
+Nothing is on the list yet, other writers are not blocked, and a suppression added meanwhile still wins:
+SQLite stages rows on the job's own connection and checks them at the publish; PostgreSQL writes them in
+one open transaction and takes back, just before the commit, the rows suppressed while it ran.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ import sqlite3
 from collections.abc import AsyncIterator
 from typing import Any
 
-import pytest
 import sqlalchemy as sa
 from aiohttp.test_utils import TestClient
 from arq.jobs import Job
@@ -53,6 +53,9 @@ async def _running_import(settings: Settings, list_id: int) -> int:
     raise AssertionError("the job did not start before the upload completed")
 
 
+_SUPPRESS = [("sms", "+14155550007"), ("email", "p7@example.com")]  # both addresses of row 8
+
+
 def _meanwhile(settings: Settings, workspace_id: int) -> int:
     """Mid-import, from another connection that would give up after 0.2 s on a locked database: suppress
     both addresses of row 8, and count the list's contacts."""
@@ -61,12 +64,29 @@ def _meanwhile(settings: Settings, workspace_id: int) -> int:
         other.executemany(
             "INSERT INTO suppressions (workspace_id, channel, address, reason, source, created_at)"
             " VALUES (?, ?, ?, 'stop', '', CURRENT_TIMESTAMP)",
-            [(workspace_id, "sms", "+14155550007"), (workspace_id, "email", "p7@example.com")],
+            [(workspace_id, channel, address) for channel, address in _SUPPRESS],
         )
         other.commit()
         return int(other.execute("SELECT count(*) FROM contacts").fetchone()[0])
     finally:
         other.close()
+
+
+async def _meanwhile_pg(settings: Settings, workspace_id: int) -> int:
+    engine = create_engine(settings.database_url)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(
+                sa.text(
+                    "INSERT INTO suppressions (workspace_id, channel, address, reason, source, created_at)"
+                    " VALUES (:w, :c, :a, 'stop', '', now())"
+                ),
+                [{"w": workspace_id, "c": channel, "a": address} for channel, address in _SUPPRESS],
+            )
+        async with engine.connect() as conn:
+            return int(await conn.scalar(sa.text("SELECT count(*) FROM contacts")) or 0)
+    finally:
+        await engine.dispose()
 
 
 async def _scalar(settings: Settings, statement: Any) -> int:
@@ -80,8 +100,6 @@ async def _scalar(settings: Settings, statement: Any) -> int:
 async def test_mid_import_the_list_is_untouched_writers_pass_and_a_new_suppression_wins(
     client: TestClient, make_key: KeyMaker, settings: Settings
 ) -> None:
-    if not settings.is_sqlite:
-        pytest.skip("PostgreSQL loads the list in one transaction instead (see test_import_kill)")
     key = await make_key()
     made = await client.post("/v1/lists", json={"name": "L", "default_region": "US"}, headers=bearer(key))
     list_id = int((await made.json())["id"])
@@ -91,7 +109,11 @@ async def test_mid_import_the_list_is_untouched_writers_pass_and_a_new_suppressi
         yield b"phone,email,note\n" + HEAD.encode()
         import_id = await _running_import(settings, list_id)
         owner = sa.select(ContactImport.workspace_id).where(ContactImport.id == import_id)
-        seen.append(await asyncio.to_thread(_meanwhile, settings, await _scalar(settings, owner)))
+        workspace_id = await _scalar(settings, owner)
+        if settings.is_sqlite:
+            seen.append(await asyncio.to_thread(_meanwhile, settings, workspace_id))
+        else:
+            seen.append(await _meanwhile_pg(settings, workspace_id))
         yield TAIL.encode()
 
     async def upload_and_wait() -> dict[str, Any]:
