@@ -177,7 +177,11 @@ async def test_ab_split_and_pilot_are_deterministic(client: TestClient, make_key
         expected = "pilot" if in_pilot(20, draw(cid, row.contact_id, "pilot")) else "main"
         assert batch_kind[row.batch_id] == expected
     split = Counter(r.variant for r in rows)
-    assert split["A"] > 2 * split["B"] > 0
+    # B ~ Binomial(120, 1/4): mean 30, sd 4.7. The draws hang on the campaign and contact ids, which vary
+    # with test order on PostgreSQL, so the bounds sit 4.6 sd out (once in 200,000 orders), not at A > 2B
+    # (2%: it failed once).
+    assert split["A"] + split["B"] == 120
+    assert 8 <= split["B"] <= 52
     pilots = sum(batch_kind[r.batch_id] == "pilot" for r in rows)
     assert by_kind["pilot"]["size"] == pilots
     assert 0 < pilots < 50
