@@ -12,18 +12,22 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dispatcher.core.capping import contact_key, send_key
 from dispatcher.core.routing import choose
+from dispatcher.logs import get_logger
 from dispatcher.pipeline.breaker import Breakers
 from dispatcher.pipeline.compose import Rendered
 from dispatcher.pipeline.limits import CapRequest, FrequencyCaps, RateLimiter
+from dispatcher.pipeline.outcomes import Writes
 from dispatcher.pipeline.runtime import CampaignRuntime
 from dispatcher.storage import ledger
 from dispatcher.storage.ledger import Due, Final, Retry
 
 CAP_HORIZON = timedelta(days=32)
+log = get_logger(__name__)
 
 
 @dataclass
@@ -169,18 +173,7 @@ async def _caps(
         return {(channel, key): found.get(key.split(".", 1)[1], []) for channel, key in keys}
 
     caps = FrequencyCaps(redis, history=history)
-    requests = [
-        CapRequest(
-            contact_id=contact_key(runtime.workspace_id, due.address),
-            channel=runtime.channel,
-            send_id=send_key(runtime.campaign_id, due.id),
-            at=now,
-            zone=gate.zones[due.id],
-            policy=runtime.cap_policy,
-        )
-        for due in gate.go
-    ]
-    allowed = await caps.reserve(requests)
+    allowed = await caps.reserve([_cap_request(runtime, gate, due, now) for due in gate.go])
     kept = []
     for due, ok in zip(gate.go, allowed, strict=True):
         if ok:
@@ -188,3 +181,43 @@ async def _caps(
         else:
             gate.finals.append(Final(due.id, "capped", "frequency_cap", None))
     gate.go = kept
+
+
+def _cap_request(runtime: CampaignRuntime, gate: Gate, due: Due, now: datetime) -> CapRequest:
+    return CapRequest(
+        contact_id=contact_key(runtime.workspace_id, due.address),
+        channel=runtime.channel,
+        send_id=send_key(runtime.campaign_id, due.id),
+        at=now,
+        zone=gate.zones[due.id],
+        policy=runtime.cap_policy,
+    )
+
+
+def never_arrived(gate: Gate, writes: Writes) -> list[Due]:
+    """The rows of a chunk that took a cap slot and certainly reached nobody: refused by the provider,
+    failed for good, retried after an attempt that handed nothing over, or held back by the budget.
+
+    Not a row in doubt (this or an earlier attempt may have arrived: doubt counts as sent), and not a row
+    whose lease was lost on the way (its slot is its new owner's: the same send id)."""
+    ids = [retry.id for retry in gate.retries if retry.error_code == "budget_exhausted"]
+    ids += [retry.id for retry in writes.retries if not retry.ambiguous]
+    ids += [f.id for f in writes.finals if f.state == "failed" and f.error_code != "unconfirmed"]
+    rendered = gate.rendered
+    return [rendered[i].due for i in ids if i in rendered and not rendered[i].due.ambiguous]
+
+
+async def give_back_caps(
+    redis: Any, runtime: CampaignRuntime, gate: Gate, writes: Writes, now: datetime
+) -> int:
+    """Free the cap slots of :func:`never_arrived` rows, after the ledger says so: a failed message no
+    longer counts against its recipient's day, as the ledger (which caps are rebuilt from) already has
+    it; a retried one takes a slot again when it goes. A slot kept by a failure here is only caution."""
+    dues = never_arrived(gate, writes)
+    if not dues:
+        return 0
+    try:
+        return await FrequencyCaps(redis).release([_cap_request(runtime, gate, due, now) for due in dues])
+    except RedisError:
+        log.warning("caps.release_failed", campaign_id=runtime.campaign_id, rows=len(dues), exc_info=True)
+        return 0

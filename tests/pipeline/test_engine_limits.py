@@ -107,3 +107,28 @@ async def test_send_time_caps_hold_across_campaigns(settings: Settings) -> None:
         assert (await _stats(url))["messages"] == 50
     finally:
         await runner.cleanup()
+
+
+async def test_a_refused_message_gives_its_cap_slot_back(settings: Settings) -> None:
+    runner, url = await start_fake_sms(FakeSmsConfig(seed=5))
+    refused = "+15005550003"  # the stand-in refuses it for good (21408), and that suppresses nobody
+    try:
+        first = await seed_campaign(settings, url, 40, limits={"per_local_day": 1})
+        engine = create_engine(settings.database_url)
+        async with engine.begin() as conn:
+            lowest = sa.select(sa.func.min(Message.id)).where(Message.campaign_id == first).scalar_subquery()
+            await conn.execute(sa.update(Message).where(Message.id == lowest).values(address=refused))
+        await engine.dispose()
+        await run_rounds(settings, first, timeout=20)
+        assert await ledger_states(settings, first) == {"sent": 39, "failed": 1}
+        # the same addresses again today: those that got a message are capped; the refused one was never
+        # messaged, so it goes to the provider again (which refuses it again) instead of being capped
+        second = await clone_campaign(settings, first)
+        await run_rounds(settings, second, timeout=20)
+        assert await ledger_states(settings, second) == {"capped": 39, "failed": 1}
+        rows = await messages_by(settings, second)
+        assert [(state, code) for address, state, _, code in rows if address == refused] == [
+            ("failed", "region_not_enabled")
+        ]
+    finally:
+        await runner.cleanup()
