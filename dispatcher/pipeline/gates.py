@@ -194,26 +194,36 @@ def _cap_request(runtime: CampaignRuntime, gate: Gate, due: Due, now: datetime) 
     )
 
 
+def held_back(gate: Gate) -> list[Due]:
+    """The rows the budget stopped after they took their cap slot, unless an earlier attempt is in doubt."""
+    rendered = gate.rendered
+    ids = [retry.id for retry in gate.retries if retry.error_code == "budget_exhausted"]
+    return [rendered[i].due for i in ids if i in rendered and not rendered[i].due.ambiguous]
+
+
 def never_arrived(gate: Gate, writes: Writes) -> list[Due]:
-    """The rows of a chunk that took a cap slot and certainly reached nobody: refused by the provider,
-    failed for good, retried after an attempt that handed nothing over, or held back by the budget.
+    """The sent rows of a chunk that certainly reached nobody: refused by the provider, failed for good,
+    or retried after an attempt that handed nothing over.
 
     Not a row in doubt (this or an earlier attempt may have arrived: doubt counts as sent), and not a row
     whose lease was lost on the way (its slot is its new owner's: the same send id)."""
-    ids = [retry.id for retry in gate.retries if retry.error_code == "budget_exhausted"]
-    ids += [retry.id for retry in writes.retries if not retry.ambiguous]
+    ids = [retry.id for retry in writes.retries if not retry.ambiguous]
     ids += [f.id for f in writes.finals if f.state == "failed" and f.error_code != "unconfirmed"]
     rendered = gate.rendered
     return [rendered[i].due for i in ids if i in rendered and not rendered[i].due.ambiguous]
 
 
 async def give_back_caps(
-    redis: Any, runtime: CampaignRuntime, gate: Gate, writes: Writes, now: datetime
+    redis: Any, runtime: CampaignRuntime, gate: Gate, dues: Sequence[Due], now: datetime
 ) -> int:
-    """Free the cap slots of :func:`never_arrived` rows, after the ledger says so: a failed message no
-    longer counts against its recipient's day, as the ledger (which caps are rebuilt from) already has
-    it; a retried one takes a slot again when it goes. A slot kept by a failure here is only caution."""
-    dues = never_arrived(gate, writes)
+    """Free the cap slots of rows that never reached their recipient (:func:`never_arrived`,
+    :func:`held_back`): a failed message counts against nobody's day, as in the ledger, which caps are
+    rebuilt from; a retried one takes a slot again when it goes.
+
+    Called while the chunk still holds the rows, before their new state is written: no other job can
+    have claimed them and taken the same slot (one send id per row), which a later release would free.
+    A crash after it leaves the rows leased, and the sweeper retries them as in doubt; they did not
+    arrive, so no cap is missed. A Redis error keeps the slots taken: the cautious side."""
     if not dues:
         return 0
     try:

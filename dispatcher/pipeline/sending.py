@@ -28,7 +28,7 @@ from dispatcher.pipeline.breaker import Breakers
 from dispatcher.pipeline.channels import channel_factory
 from dispatcher.pipeline.compose import Composer, Rendered, Urls
 from dispatcher.pipeline.context import WorkerResources, queue, resources
-from dispatcher.pipeline.gates import Gate, give_back_caps, run_gates
+from dispatcher.pipeline.gates import Gate, give_back_caps, held_back, never_arrived, run_gates
 from dispatcher.pipeline.limits import Budget
 from dispatcher.pipeline.outcomes import Writes, bounce_rate_exceeded, classify, throttle
 from dispatcher.pipeline.runtime import CampaignRuntime, ChannelPool, ProviderRoute, build_runtime
@@ -61,11 +61,12 @@ async def send_chunk(ctx: dict[str, Any], campaign_id: int, owner: str, ids: lis
     gate = await run_gates(queue(ctx), res.sessions, runtime, rows, blocked, now, prepare)
     rendered = [gate.rendered[due.id] for due in gate.go]
     groups = await _reserve_budget(queue(ctx), runtime, campaign, _group(gate, rendered), gate, now)
+    await give_back_caps(queue(ctx), runtime, gate, held_back(gate), now)
     groups = await _mark_sending(res, runtime, owner, groups, gate, now)
     async with _leases_kept(res, owner, [item.due.id for items in groups.values() for item in items]):
         writes = await _send_all(queue(ctx), runtime, composer, groups)
+        await give_back_caps(queue(ctx), runtime, gate, never_arrived(gate, writes), now)
         await _write_results(res, runtime, owner, writes)
-    await give_back_caps(queue(ctx), runtime, gate, writes, now)
     await _after(ctx, res, runtime, writes, gate, budgeted=campaign.budget is not None)
     return {
         "sent": sum(len(v) for v in writes.sent.values()),

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from dispatcher.pipeline.compose import Rendered
-from dispatcher.pipeline.gates import Gate, never_arrived
+from dispatcher.pipeline.gates import Gate, held_back, never_arrived
 from dispatcher.pipeline.outcomes import Writes
 from dispatcher.storage.ledger import Due, Final, Retry
 
@@ -21,6 +21,7 @@ def _due(n: int, *, ambiguous: bool = False) -> Due:
 # (how the row ended in this job, whether an earlier attempt was in doubt) → gives its slot back
 CASES = [
     ("gate", Retry(1, NOW, "budget_exhausted", None), False, True),
+    ("gate", Retry(1, NOW, "budget_exhausted", None), True, False),  # its earlier attempt still counts
     ("gate", Retry(1, NOW, "throttled", None), False, False),  # stopped before the caps: took no slot
     ("writes", Retry(1, NOW, "server_error", None), False, True),  # nothing was handed over
     ("writes", Retry(1, NOW, "throttled", None, counted=False), False, True),
@@ -41,7 +42,7 @@ def test_only_rows_that_certainly_reached_nobody_give_their_slot_back(
     gate, writes = Gate(rendered={1: Rendered(due)}), Writes()
     target: Gate | Writes = gate if where == "gate" else writes
     (target.retries if isinstance(ending, Retry) else target.finals).append(ending)  # type: ignore[arg-type]
-    assert never_arrived(gate, writes) == ([due] if gives_back else [])
+    assert [*held_back(gate), *never_arrived(gate, writes)] == ([due] if gives_back else [])
 
 
 def test_a_row_lost_to_another_job_keeps_its_slot() -> None:
