@@ -23,6 +23,7 @@ from dispatcher.storage.engine import create_engine
 from dispatcher.storage.models import ConsentRecord, Contact, ContactImport, ContactList
 from tests.conftest import KeyMaker, bearer
 from tests.helpers import drain
+from tests.pipeline.import_setup import db_scalar
 
 ROWS = 60_000
 
@@ -47,14 +48,6 @@ async def _worker(settings: Settings) -> asyncio.subprocess.Process:
     )
 
 
-async def _scalar(settings: Settings, statement: Any) -> int:
-    engine = create_engine(settings.database_url)
-    async with engine.connect() as conn:
-        value = await conn.scalar(statement)
-    await engine.dispose()
-    return int(value or 0)
-
-
 def _count(model: Any, *where: Any) -> Any:
     return sa.select(sa.func.count()).select_from(model).where(*where)
 
@@ -69,7 +62,7 @@ async def _kill_mid_import(client: TestClient, key: str, settings: Settings, imp
             if job["state"] == "running" and job["rows_done"] > 0:
                 seen = job["rows_done"]
                 assert job["accepted"] > 0
-                assert await _scalar(settings, _count(Contact)) == 0, "rows visible before the commit"
+                assert await db_scalar(settings, _count(Contact)) == 0, "rows visible before the commit"
                 break
             assert job["state"] != "completed", "the import finished before it could be killed"
             await asyncio.sleep(0.05)
@@ -98,8 +91,8 @@ async def test_sigkill_mid_import_leaves_nothing_and_the_retry_is_exact(
 
     seen = await _kill_mid_import(client, key, settings, import_id)
     assert 0 < seen < ROWS
-    assert await _scalar(settings, _count(Contact)) == 0
-    assert await _scalar(settings, _count(ConsentRecord)) == 0
+    assert await db_scalar(settings, _count(Contact)) == 0
+    assert await db_scalar(settings, _count(ConsentRecord)) == 0
 
     engine = create_engine(settings.database_url)  # what the sweeper sees once the heartbeat is old
     async with engine.begin() as conn:
@@ -121,7 +114,7 @@ async def test_sigkill_mid_import_leaves_nothing_and_the_retry_is_exact(
     job = await (await client.get(f"/v1/imports/{import_id}", headers=bearer(key))).json()
     assert job["state"] == "completed", job
     assert (job["rows_done"], job["accepted"], job["duplicate"], job["rejected"]) == (ROWS, ROWS, 0, 0)
-    assert await _scalar(settings, _count(Contact, Contact.list_id == list_id)) == ROWS
-    assert await _scalar(settings, _count(ConsentRecord, ConsentRecord.import_id == import_id)) == 2 * ROWS
+    assert await db_scalar(settings, _count(Contact, Contact.list_id == list_id)) == ROWS
+    assert await db_scalar(settings, _count(ConsentRecord, ConsentRecord.import_id == import_id)) == 2 * ROWS
     listed = sa.select(ContactList.contact_count).where(ContactList.id == list_id)
-    assert await _scalar(settings, listed) == ROWS
+    assert await db_scalar(settings, listed) == ROWS

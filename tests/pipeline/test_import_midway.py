@@ -23,6 +23,7 @@ from dispatcher.settings import Settings
 from dispatcher.storage.engine import create_engine
 from dispatcher.storage.models import ConsentRecord, Contact, ContactImport
 from tests.conftest import KeyMaker, bearer
+from tests.pipeline.import_setup import db_scalar, running_import
 
 NOTE = "n" * 1000  # long rows: the first stored chunk (1 MB) holds about a thousand of them
 HEAD = "".join(f"+1415555{n:04d},p{n}@example.com,{NOTE}\n" for n in range(1100))
@@ -31,26 +32,6 @@ TAIL = "".join(f"+1415556{n:04d},q{n}@example.com,short\n" for n in range(100))
 
 def _path(settings: Settings) -> str:
     return settings.database_url.removeprefix("sqlite+aiosqlite:///")
-
-
-async def _running_import(settings: Settings, list_id: int) -> int:
-    engine = create_engine(settings.database_url)
-    try:
-        for _ in range(400):
-            async with engine.connect() as conn:
-                found = (
-                    await conn.execute(
-                        sa.select(ContactImport.id, ContactImport.state, ContactImport.rows_done).where(
-                            ContactImport.list_id == list_id
-                        )
-                    )
-                ).first()
-            if found is not None and found[1] == "running" and found[2] > 0:
-                return int(found[0])
-            await asyncio.sleep(0.05)
-    finally:
-        await engine.dispose()
-    raise AssertionError("the job did not start before the upload completed")
 
 
 _SUPPRESS = [("sms", "+14155550007"), ("email", "p7@example.com")]  # both addresses of row 8
@@ -89,14 +70,6 @@ async def _meanwhile_pg(settings: Settings, workspace_id: int) -> int:
         await engine.dispose()
 
 
-async def _scalar(settings: Settings, statement: Any) -> int:
-    engine = create_engine(settings.database_url)
-    async with engine.connect() as conn:
-        value = await conn.scalar(statement)
-    await engine.dispose()
-    return int(value or 0)
-
-
 async def test_mid_import_the_list_is_untouched_writers_pass_and_a_new_suppression_wins(
     client: TestClient, make_key: KeyMaker, settings: Settings
 ) -> None:
@@ -107,9 +80,9 @@ async def test_mid_import_the_list_is_untouched_writers_pass_and_a_new_suppressi
 
     async def body() -> AsyncIterator[bytes]:
         yield b"phone,email,note\n" + HEAD.encode()
-        import_id = await _running_import(settings, list_id)
+        import_id = await running_import(settings, list_id)
         owner = sa.select(ContactImport.workspace_id).where(ContactImport.id == import_id)
-        workspace_id = await _scalar(settings, owner)
+        workspace_id = await db_scalar(settings, owner)
         if settings.is_sqlite:
             seen.append(await asyncio.to_thread(_meanwhile, settings, workspace_id))
         else:
@@ -148,7 +121,7 @@ async def test_mid_import_the_list_is_untouched_writers_pass_and_a_new_suppressi
     assert job["state"] == "completed", job
     assert (job["rows_done"], job["accepted"], job["suppressed"], job["duplicate"]) == (1200, 1199, 1, 0)
     assert job["reasons"] == {"suppressed": 1}
-    assert await _scalar(settings, sa.select(sa.func.count()).select_from(Contact)) == 1199
+    assert await db_scalar(settings, sa.select(sa.func.count()).select_from(Contact)) == 1199
     suppressed = sa.select(sa.func.count()).select_from(Contact).where(Contact.phone == "+14155550007")
-    assert await _scalar(settings, suppressed) == 0
-    assert await _scalar(settings, sa.select(sa.func.count()).select_from(ConsentRecord)) == 2 * 1199
+    assert await db_scalar(settings, suppressed) == 0
+    assert await db_scalar(settings, sa.select(sa.func.count()).select_from(ConsentRecord)) == 2 * 1199

@@ -15,6 +15,7 @@ from dispatcher.storage.engine import create_engine, session_factory
 from dispatcher.storage.models import Contact, ContactImport, ImportReject, StagedContact
 from tests.conftest import KeyMaker, bearer
 from tests.helpers import drain
+from tests.pipeline.import_setup import db_scalar
 
 ROWS = "phone,email\n" + "".join(f"+1415555{n:04d},p{n}@example.com\n" for n in range(200)) + "junk,junk\n"
 
@@ -48,14 +49,6 @@ async def _simulate_dead_worker(settings: Settings, import_id: int) -> None:
     await engine.dispose()
 
 
-async def _scalar(settings: Settings, statement: sa.Select[tuple[int]]) -> int:
-    engine = create_engine(settings.database_url)
-    async with engine.connect() as conn:
-        value = await conn.scalar(statement)
-    await engine.dispose()
-    return int(value or 0)
-
-
 @pytest.mark.parametrize("lose_redis", [True, False])
 async def test_sweeper_finishes_an_import_whose_worker_died(
     client: TestClient, make_key: KeyMaker, settings: Settings, lose_redis: bool
@@ -78,17 +71,17 @@ async def test_sweeper_finishes_an_import_whose_worker_died(
     assert job["state"] == "completed", job
     assert (job["rows_done"], job["accepted"], job["rejected"], job["duplicate"]) == (201, 200, 1, 0)
     assert (
-        await _scalar(
+        await db_scalar(
             settings, sa.select(sa.func.count()).select_from(Contact).where(Contact.list_id == list_id)
         )
         == 200
     )
-    assert await _scalar(settings, sa.select(sa.func.count()).select_from(StagedContact)) == 0
+    assert await db_scalar(settings, sa.select(sa.func.count()).select_from(StagedContact)) == 0
     rejects = sa.select(sa.func.count()).select_from(ImportReject).where(ImportReject.import_id == import_id)
-    assert await _scalar(settings, rejects) == 1
+    assert await db_scalar(settings, rejects) == 1
     attempts = sa.select(ContactImport.attempts).where(ContactImport.id == import_id)
     # with Redis lost the sweeper must have queued attempt 1; otherwise either job may have done the work
-    assert await _scalar(settings, attempts) in ({1} if lose_redis else {0, 1})
+    assert await db_scalar(settings, attempts) in ({1} if lose_redis else {0, 1})
 
 
 async def test_a_finished_import_is_never_run_twice(
@@ -103,6 +96,6 @@ async def test_a_finished_import_is_never_run_twice(
     await pool.aclose()
     await drain(settings)
     count = sa.select(sa.func.count()).select_from(Contact).where(Contact.list_id == list_id)
-    assert await _scalar(settings, count) == 200
+    assert await db_scalar(settings, count) == 200
     job = await (await client.get(f"/v1/imports/{import_id}", headers=bearer(key))).json()
     assert job["accepted"] == 200

@@ -22,34 +22,11 @@ from dispatcher.settings import Settings
 from dispatcher.storage.engine import create_engine
 from dispatcher.storage.models import Contact, ContactImport, ImportChunk, ImportReject, StagedContact
 from tests.conftest import KeyMaker, bearer
+from tests.pipeline.import_setup import running_import
 
 NOTE = "n" * 1000  # long rows: the first stored chunk (1 MB) holds about a thousand of them
 HEAD = "".join(f"+1415555{n:04d},p{n}@example.com,{NOTE}\n" for n in range(1100)) + "junk,junk,x\n"
 TAIL = "".join(f"+1415556{n:04d},q{n}@example.com,short\n" for n in range(100))
-
-
-async def _import_row(settings: Settings, list_id: int) -> tuple[int, str, int] | None:
-    engine = create_engine(settings.database_url)
-    async with engine.connect() as conn:
-        found = (
-            await conn.execute(
-                sa.select(ContactImport.id, ContactImport.state, ContactImport.rows_done).where(
-                    ContactImport.list_id == list_id
-                )
-            )
-        ).first()
-    await engine.dispose()
-    return None if found is None else (int(found[0]), str(found[1]), int(found[2]))
-
-
-async def _until_processing(settings: Settings, list_id: int) -> int:
-    """The import's id once its job has cleaned rows of the first chunk (the upload is still open)."""
-    for _ in range(400):
-        found = await _import_row(settings, list_id)
-        if found is not None and found[1] == "running" and found[2] > 0:
-            return found[0]
-        await asyncio.sleep(0.05)
-    raise AssertionError("the job did not start before the upload completed")
 
 
 async def _count(settings: Settings, model: Any, *where: Any) -> int:
@@ -95,7 +72,7 @@ async def test_the_job_cleans_while_the_upload_arrives_and_counts_exactly(
 
     async def body() -> AsyncIterator[bytes]:
         yield b"phone,email,note\n" + HEAD.encode()
-        await _until_processing(settings, list_id)
+        await running_import(settings, list_id)
         yield TAIL.encode()
 
     async def upload_and_wait() -> dict[str, Any]:
@@ -126,7 +103,7 @@ async def test_an_upload_refused_after_its_job_started_leaves_nothing(
 
     async def body() -> AsyncIterator[bytes]:
         yield b"phone,email,note\n" + HEAD.encode()
-        started.append(await _until_processing(settings, list_id))
+        started.append(await running_import(settings, list_id))
         yield HEAD.encode()  # over the 2 MB limit: 413
 
     async def upload() -> Any:
