@@ -20,7 +20,7 @@ from sqlalchemy.sql import ColumnElement
 
 from dispatcher.core import segments as filters
 from dispatcher.core.allocation import Recipient
-from dispatcher.storage.campaigns import Message
+from dispatcher.storage.campaigns import IS_LEASED, IS_NOT_LEASED, Message
 from dispatcher.storage.contacts import Contact, Suppression
 from dispatcher.storage.contacts_q import in_list
 from dispatcher.storage.segments import segment_condition
@@ -171,17 +171,20 @@ async def zone_groups(
 
 
 async def pending_send_times(session: AsyncSession, campaign_id: int) -> list[tuple[datetime, int]]:
-    """(first send instant, rows) of a started campaign's rows still waiting to go: few distinct instants."""
-    rows = await session.execute(
+    """(first send instant, rows) of a started campaign's rows still waiting to go: few distinct instants.
+
+    Planned rows are read through ix_messages_due, queued ones through ix_messages_state_lease."""
+    waiting = [
         sa.select(Message.not_before, sa.func.count())
-        .where(
-            Message.campaign_id == campaign_id,
-            Message.state.in_(("planned", "queued")),
-            Message.not_before.is_not(None),
-        )
+        .where(Message.campaign_id == campaign_id, Message.not_before.is_not(None), *rows)
         .group_by(Message.not_before)
-    )
-    return [(when, int(n)) for when, n in rows if when is not None]
+        for rows in ([Message.state == "planned"], [IS_LEASED, Message.state == "queued"])
+    ]
+    found: dict[datetime, int] = {}
+    for when, n in await session.execute(sa.union_all(*waiting)):
+        if when is not None:
+            found[when] = found.get(when, 0) + int(n)
+    return sorted(found.items())
 
 
 async def failed_page(
@@ -195,6 +198,7 @@ async def failed_page(
         .where(
             Message.campaign_id == campaign_id,
             Message.state == "failed",
+            IS_NOT_LEASED,  # always true of failed rows: names ix_messages_campaign_state's rows for SQLite
             code.not_in(list(permanent)),
             Message.id > after,
         )

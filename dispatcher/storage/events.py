@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatcher.core.inbound import LEDGER_STATE_OF, is_final
 from dispatcher.storage.base import insert_ignoring_duplicates
-from dispatcher.storage.campaigns import Event, Message
+from dispatcher.storage.campaigns import IS_PAST_QUEUE, Event, Message
 from dispatcher.storage.contacts import ConsentRecord, Suppression
 from dispatcher.storage.content import Provider
 from dispatcher.storage.early_receipts import hold_receipt
@@ -246,6 +246,7 @@ async def latest_message_to(
             Message.channel == channel,
             Message.address == address,
             Message.sent_at.is_not(None),
+            IS_PAST_QUEUE,  # always true once sent: names ix_messages_workspace_channel_address's rows
         )
         .order_by(Message.sent_at.desc(), Message.id.desc())
         .limit(1)

@@ -20,10 +20,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatcher.core.capping import contact_key, send_key
 from dispatcher.storage.base import insert_ignoring_duplicates
-from dispatcher.storage.campaigns import Batch, Campaign, Message
+from dispatcher.storage.campaigns import IS_LEASED, IS_PAST_QUEUE, Batch, Campaign, Message
 from dispatcher.storage.contacts import Contact, Suppression
 
-ACTIVE_STATES = ("planned", "queued", "sending")
 # Core table for executemany UPDATEs (the ORM would turn a parameter list into a bulk-by-primary-key update)
 _T = cast(sa.Table, Message.__table__)
 # PostgreSQL writes a whole chunk's results in one statement: one array per column, unnested and joined on id
@@ -455,15 +454,6 @@ async def _release(session: AsyncSession, state: str, now: datetime, values: dic
             return released
 
 
-async def state_counts(session: AsyncSession, campaign_id: int) -> dict[str, int]:
-    rows = await session.execute(
-        sa.select(Message.state, sa.func.count())
-        .where(Message.campaign_id == campaign_id)
-        .group_by(Message.state)
-    )
-    return {str(state): int(count) for state, count in rows}
-
-
 async def running_campaigns(session: AsyncSession, *, limit: int = 100) -> list[Campaign]:
     rows = await session.scalars(
         sa.select(Campaign).where(Campaign.state == "running").order_by(Campaign.id).limit(limit)
@@ -473,7 +463,13 @@ async def running_campaigns(session: AsyncSession, *, limit: int = 100) -> list[
 
 async def complete_if_done(session: AsyncSession, campaign_id: int, *, now: datetime) -> bool:
     """A running campaign with nothing left in flight is completed; never while anything is pending."""
-    pending = sa.exists().where(Message.campaign_id == campaign_id, Message.state.in_(ACTIVE_STATES))
+    # one test per index that holds such rows: planned ones (ix_messages_due), leased ones
+    # (ix_messages_state_lease); no single index holds both
+    of_campaign = Message.campaign_id == campaign_id
+    pending = sa.or_(
+        sa.exists().where(of_campaign, Message.state == "planned"),
+        sa.exists().where(of_campaign, IS_LEASED),
+    )
     held = sa.exists().where(Batch.campaign_id == campaign_id, Batch.state == "held")
     result = await session.execute(
         sa.update(Campaign)
@@ -551,6 +547,7 @@ async def cap_history(
         Message.workspace_id == workspace_id,
         Message.channel == channel,
         _among(session, Message.address, sorted(set(addresses)), sa.String),
+        IS_PAST_QUEUE,  # ix_messages_workspace_channel_address holds only these; CAP_COUNTED are among them
     )
     if _is_pg(session):
         # OFFSET 0 keeps the rows found by address apart from the state filter: with statistics taken
