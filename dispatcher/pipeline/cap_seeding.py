@@ -21,7 +21,7 @@ from dispatcher.logs import get_logger
 from dispatcher.pipeline.context import queue, resources
 from dispatcher.pipeline.gates import CAP_HORIZON
 from dispatcher.pipeline.limits import SEEDING_KEY, FrequencyCaps
-from dispatcher.storage import ledger
+from dispatcher.storage import cap_history
 
 log = get_logger(__name__)
 LOCK_S = 900  # longer than a seed of tens of millions of sends takes; a dead seeder's lock lapses after it
@@ -52,7 +52,7 @@ async def seed_caps(ctx: dict[str, Any]) -> dict[str, int]:
         started = time.monotonic()
         sends = contacts = 0
         async with res.sessions() as session:
-            async for batch in ledger.sends_since(session, res.clock() - CAP_HORIZON):
+            async for batch in cap_history.sends_since(session, res.clock() - CAP_HORIZON):
                 contacts += await caps.seed_bulk([((c, contact), key, at) for c, contact, key, at in batch])
                 sends += len(batch)
         complete = await caps.close_epoch(epoch)

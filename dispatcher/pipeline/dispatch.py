@@ -16,7 +16,7 @@ from dispatcher.logs import get_logger
 from dispatcher.pipeline.cap_seeding import request_cap_seed
 from dispatcher.pipeline.context import WorkerResources, queue, resources
 from dispatcher.pipeline.queue import job_id
-from dispatcher.storage import ledger
+from dispatcher.storage import campaigns_q, leases, ledger
 from dispatcher.storage.campaigns import Campaign
 
 log = get_logger(__name__)
@@ -31,12 +31,12 @@ async def dispatch_tick(ctx: dict[str, Any]) -> dict[str, int]:
     res = resources(ctx)
     now = res.clock()
     async with res.sessions() as session:
-        campaigns = await ledger.running_campaigns(session)
+        campaigns = await campaigns_q.running_campaigns(session)
     queued = 0
     for campaign in campaigns:
         queued += await _pump(ctx, res, campaign, now)
         async with res.sessions.begin() as session:
-            if await ledger.complete_if_done(session, campaign.id, now=now):
+            if await campaigns_q.complete_if_done(session, campaign.id, now=now):
                 log.info("campaign.completed", campaign_id=campaign.id)
     return {"campaigns": len(campaigns), "queued": queued}
 
@@ -84,7 +84,7 @@ async def sweep_ledger(ctx: dict[str, Any]) -> dict[str, int]:
     res = resources(ctx)
     async with res.sessions.begin() as session:
         # every provider we drive deduplicates on the idempotency key, so an unacknowledged send is resent
-        queued, sending = await ledger.release_expired_leases(
+        queued, sending = await leases.release_expired_leases(
             session, now=res.clock(), resend_unacknowledged=True
         )
     if queued or sending:

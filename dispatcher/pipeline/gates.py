@@ -23,7 +23,7 @@ from dispatcher.pipeline.compose import Rendered
 from dispatcher.pipeline.limits import CapRequest, FrequencyCaps, RateLimiter
 from dispatcher.pipeline.outcomes import Writes
 from dispatcher.pipeline.runtime import CampaignRuntime
-from dispatcher.storage import ledger
+from dispatcher.storage import cap_history
 from dispatcher.storage.ledger import Due, Final, Retry
 
 CAP_HORIZON = timedelta(days=32)
@@ -167,7 +167,7 @@ async def _caps(
     async def history(keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], list[tuple[str, datetime]]]:
         addresses = [key.split(".", 1)[1] for _, key in keys]
         async with sessions() as session:
-            found = await ledger.cap_history(
+            found = await cap_history.cap_history(
                 session, runtime.workspace_id, runtime.channel, addresses, now - CAP_HORIZON
             )
         return {(channel, key): found.get(key.split(".", 1)[1], []) for channel, key in keys}

@@ -33,7 +33,7 @@ from dispatcher.pipeline.limits import Budget
 from dispatcher.pipeline.outcomes import Writes, bounce_rate_exceeded, classify, throttle
 from dispatcher.pipeline.runtime import CampaignRuntime, ChannelPool, ProviderRoute, build_runtime
 from dispatcher.pipeline.tracking import campaign_links
-from dispatcher.storage import campaigns_q, ledger
+from dispatcher.storage import campaigns_q, leases, ledger, suppressions
 from dispatcher.storage.campaigns import Campaign
 from dispatcher.storage.ledger import Final, Retry
 
@@ -50,7 +50,7 @@ async def send_chunk(ctx: dict[str, Any], campaign_id: int, owner: str, ids: lis
         if campaign is None or not rows:
             return {"skipped": len(ids)}
         runtime, composer = await _runtime(res, session, campaign, now)
-        blocked = await ledger.suppressed_among(
+        blocked = await suppressions.suppressed_among(
             session, runtime.workspace_id, runtime.channel, [r.address for r in rows]
         )
     if campaign.state != "running":  # paused or cancelled after the claim: hand the rows back untouched
@@ -198,7 +198,7 @@ async def _leases_kept(res: WorkerResources, owner: str, ids: list[int]) -> Asyn
             try:
                 async with res.sessions.begin() as session:
                     until = res.clock() + timedelta(seconds=lease)
-                    await ledger.extend_leases(session, ids, owner=owner, until=until)
+                    await leases.extend_leases(session, ids, owner=owner, until=until)
             except Exception:
                 log.warning("lease renewal failed", exc_info=True)
 
@@ -251,8 +251,10 @@ async def _write_results(res: WorkerResources, runtime: CampaignRuntime, owner: 
             await ledger.mark_sent(session, sent, owner=owner, provider_id=provider_id, now=now)
         await ledger.retry_later(session, writes.retries, owner=owner, from_state="sending", now=now)
         await ledger.finish(session, writes.finals, owner=owner, from_state="sending", now=now)
-        await ledger.add_suppressions(session, runtime.workspace_id, runtime.channel, writes.suppress, now)
-        await ledger.add_spent(session, runtime.campaign_id, writes.spent, now=now)
+        await suppressions.add_suppressions(
+            session, runtime.workspace_id, runtime.channel, writes.suppress, now
+        )
+        await campaigns_q.add_spent(session, runtime.campaign_id, writes.spent, now=now)
 
 
 async def _after(

@@ -20,6 +20,7 @@ from sqlalchemy.sql import ColumnElement
 
 from dispatcher.core import segments as filters
 from dispatcher.core.allocation import Recipient
+from dispatcher.storage.base import on_postgresql
 from dispatcher.storage.campaigns import IS_LEASED, IS_NOT_LEASED, Message
 from dispatcher.storage.contacts import Contact, Suppression
 from dispatcher.storage.contacts_q import in_list
@@ -146,7 +147,7 @@ async def insert_ledger(
     """
     if not rows:
         return
-    if session.get_bind().dialect.name == "postgresql":
+    if on_postgresql(session):
         columns = {
             name: list(values) for name, values in zip(LEDGER_VARYING, zip(*rows, strict=True), strict=True)
         }

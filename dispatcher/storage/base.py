@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
@@ -70,7 +71,19 @@ class WorkspaceOwned:
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+def on_postgresql(session: AsyncSession) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+def any_of(session: AsyncSession, column: Any, values: Sequence[Any], item: Any) -> Any:
+    """``column IN values``: one array parameter on PostgreSQL (no per-value placeholders to compile and
+    send), an expanding IN elsewhere."""
+    if on_postgresql(session):
+        return column == sa.any_(sa.literal(list(values), postgresql.ARRAY(item)))
+    return column.in_(values)
+
+
 def insert_ignoring_duplicates(session: AsyncSession, model: Any, unique: list[str]) -> Any:
     """``INSERT … ON CONFLICT (unique) DO NOTHING`` in the session's dialect (PostgreSQL or SQLite)."""
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    insert = postgresql.insert if on_postgresql(session) else sqlite.insert
     return insert(model).on_conflict_do_nothing(index_elements=unique)

@@ -11,6 +11,7 @@ import base64
 import secrets
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
@@ -245,3 +246,39 @@ async def scheduled_before(session: AsyncSession, started_before: datetime, limi
         .limit(limit)
     )
     return [int(i) for i in rows]
+
+
+async def running_campaigns(session: AsyncSession, *, limit: int = 100) -> list[Campaign]:
+    rows = await session.scalars(
+        sa.select(Campaign).where(Campaign.state == "running").order_by(Campaign.id).limit(limit)
+    )
+    return list(rows)
+
+
+async def complete_if_done(session: AsyncSession, campaign_id: int, *, now: datetime) -> bool:
+    """A running campaign with nothing left in flight is completed; never while anything is pending."""
+    # one test per index that holds such rows: planned ones (ix_messages_due), leased ones
+    # (ix_messages_state_lease); no single index holds both
+    of_campaign = Message.campaign_id == campaign_id
+    pending = sa.or_(
+        sa.exists().where(of_campaign, Message.state == "planned"),
+        sa.exists().where(of_campaign, IS_LEASED),
+    )
+    held = sa.exists().where(Batch.campaign_id == campaign_id, Batch.state == "held")
+    result = await session.execute(
+        sa.update(Campaign)
+        .where(Campaign.id == campaign_id, Campaign.state == "running", ~pending, ~held)
+        .values(state="completed", finished_at=now, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(getattr(result, "rowcount", 0))
+
+
+async def add_spent(session: AsyncSession, campaign_id: int, amount: Decimal, *, now: datetime) -> None:
+    if amount:
+        await session.execute(
+            sa.update(Campaign)
+            .where(Campaign.id == campaign_id)
+            .values(spent=Campaign.spent + amount, updated_at=now)
+            .execution_options(synchronize_session=False)
+        )

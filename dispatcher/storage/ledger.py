@@ -3,25 +3,24 @@
 A row moves ``planned → queued`` (claimed, leased to one send job) ``→ sending`` (written before the provider
 is called, with the attempt's idempotency key) ``→ sent`` (after the provider answered), or back to
 ``planned`` for a retry, or to a final state. Each UPDATE names the state (and lease owner) it expects, so a
-late, duplicated or superseded job changes nothing. The sweeper hands back leases that expired.
+late, duplicated or superseded job changes nothing. The sweeper hands back leases that expired
+(``storage.leases``).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, cast
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dispatcher.core.capping import contact_key, send_key
-from dispatcher.storage.base import insert_ignoring_duplicates
-from dispatcher.storage.campaigns import IS_LEASED, IS_PAST_QUEUE, Batch, Campaign, Message
-from dispatcher.storage.contacts import Contact, Suppression
+from dispatcher.storage.base import any_of, on_postgresql
+from dispatcher.storage.campaigns import Batch, Message, still_in
+from dispatcher.storage.contacts import Contact
 
 # Core table for executemany UPDATEs (the ORM would turn a parameter list into a bulk-by-primary-key update)
 _T = cast(sa.Table, Message.__table__)
@@ -36,29 +35,6 @@ _MARK_SENT_PG = sa.text(
     WHERE m.id = v.id AND coalesce(m.state, '') = 'sending' AND m.lease_owner = :owner
     """
 )
-
-
-def _still(*states: str, column: Any = Message.state) -> Any:
-    """``state IN <states>`` for rows already found by id, in a form no index on ``state`` can serve.
-
-    Statistics taken before a campaign ran say no row is ``queued`` or ``sending``; the planner then reads
-    a chunk's 1,000 rows through the state index, visiting every leased row of every running chunk
-    (20,000 per statement in bench/dispatch.py: twice the time of the update itself) instead of looking
-    the ids up in the primary key."""
-    found = sa.func.coalesce(column, "")
-    return found == states[0] if len(states) == 1 else found.in_(states)
-
-
-def _is_pg(session: AsyncSession) -> bool:
-    return session.get_bind().dialect.name == "postgresql"
-
-
-def _among(session: AsyncSession, column: Any, values: Sequence[Any], item: Any) -> Any:
-    """``column IN values``: one array parameter on PostgreSQL (no per-value placeholders to compile and
-    send), an expanding IN elsewhere."""
-    if _is_pg(session):
-        return column == sa.any_(sa.literal(list(values), postgresql.ARRAY(item)))
-    return column.in_(values)
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,13 +125,13 @@ async def _claim(
         .limit(limit)
     )
     chosen: Any = Message.id.in_(due.scalar_subquery())
-    if _is_pg(session):
+    if on_postgresql(session):
         # ARRAY(subquery) runs once and the UPDATE finds its rows by primary key; a plain IN was hashed
         # against a scan of every planned row
         chosen = Message.id == sa.any_(sa.func.array(due.with_for_update(skip_locked=True).scalar_subquery()))
     result = await session.execute(
         sa.update(Message)
-        .where(chosen, _still("planned"))
+        .where(chosen, still_in("planned"))
         .values(state="queued", lease_owner=owner, lease_until=lease_until, queued_at=now, updated_at=now)
         .returning(Message.id)
         .execution_options(synchronize_session=False)
@@ -184,8 +160,8 @@ async def load_leased(session: AsyncSession, ids: Sequence[int], owner: str) -> 
         )
         .join(Contact, Contact.id == Message.contact_id)
         .where(
-            _among(session, Message.id, ids, sa.BigInteger),
-            _still("queued"),
+            any_of(session, Message.id, ids, sa.BigInteger),
+            still_in("queued"),
             Message.lease_owner == owner,
         )
         .order_by(Message.id)
@@ -239,8 +215,8 @@ async def mark_sending(
     result = await session.execute(
         sa.update(Message)
         .where(
-            _among(session, Message.id, ids, sa.BigInteger),
-            _still("queued"),
+            any_of(session, Message.id, ids, sa.BigInteger),
+            still_in("queued"),
             Message.lease_owner == owner,
         )
         .values(
@@ -264,7 +240,7 @@ async def mark_sent(
 ) -> None:
     if not rows:
         return
-    if _is_pg(session):
+    if on_postgresql(session):
         # The rows are found by id through the primary key, whatever the statistics say: taken before the
         # campaign ran, they make "leased to this owner" look like one row, and the planner then scanned
         # the whole table once per chunk and compared each match with every id of the chunk (2 s a chunk)
@@ -373,229 +349,8 @@ async def _update_leased(
     await session.execute(
         sa.update(_T)
         .where(
-            _T.c.id == sa.bindparam("mid"), _still(from_state, column=_T.c.state), _T.c.lease_owner == owner
+            _T.c.id == sa.bindparam("mid"), still_in(from_state, column=_T.c.state), _T.c.lease_owner == owner
         )
         .values(lease_owner=None, lease_until=None, updated_at=now, **values),
         rows,
     )
-
-
-SWEEP_BATCH = 5_000  # rows per statement; a sweep repeats it until less is left
-
-
-def _lapsed(session: AsyncSession, state: str, now: datetime) -> Any:
-    """Up to :data:`SWEEP_BATCH` rows of ``state`` whose lease ran out, skipping any a worker holds locked
-    right now: the sweeper never waits on (or deadlocks with) a job still writing its own rows; it takes
-    them next round."""
-    lapsed = (
-        sa.select(Message.id)
-        .where(Message.state == state, Message.lease_until < now)
-        .limit(SWEEP_BATCH)
-        .with_for_update(skip_locked=True)
-        .scalar_subquery()
-    )
-    if _is_pg(session):
-        # ARRAY(subquery) runs once and the UPDATE finds its rows by primary key. As IN (subquery), with
-        # statistics from before the campaign ran (no row "sending"), the planner made it a nested loop
-        # re-running the locking subquery for every lapsed row: after 5 SIGKILLs 37,000 rows never came
-        # back (bench/faults.py)
-        return Message.id == sa.any_(sa.func.array(lapsed))
-    return Message.id.in_(lapsed)
-
-
-async def extend_leases(session: AsyncSession, ids: Sequence[int], *, owner: str, until: datetime) -> int:
-    """A job still working on its rows keeps them: without this a chunk slower than its lease is handed
-    back by the sweeper and sent again while the first attempt is still in flight."""
-    result = await session.execute(
-        sa.update(Message)
-        .where(
-            Message.id.in_(ids),
-            Message.lease_owner == owner,
-            _still("queued", "sending"),
-        )
-        .values(lease_until=until)
-        .execution_options(synchronize_session=False)
-    )
-    return int(getattr(result, "rowcount", 0) or 0)
-
-
-async def release_expired_leases(
-    session: AsyncSession, *, now: datetime, resend_unacknowledged: bool
-) -> tuple[int, int]:
-    """The sweeper. ``queued`` rows whose job vanished were never sent: back to planned. ``sending`` rows
-    whose worker died may have reached the provider: back to planned keeping their idempotency key (a
-    deduplicating provider drops the resend), flagged as a possible duplicate when it cannot."""
-    back = {"state": "planned", "lease_owner": None, "lease_until": None, "updated_at": now}
-    queued = await _release(session, "queued", now, back)
-    values: dict[str, Any] = {
-        "state": "planned",
-        "lease_owner": None,
-        "lease_until": None,
-        "updated_at": now,
-        "ambiguous": True,  # routing pins it to its provider, or applies the duplicate policy
-    }
-    if not resend_unacknowledged:
-        values["possible_duplicate"] = True
-    return queued, await _release(session, "sending", now, values)
-
-
-async def _release(session: AsyncSession, state: str, now: datetime, values: dict[str, Any]) -> int:
-    released = 0
-    while True:
-        result = await session.execute(
-            sa.update(Message)
-            .where(_lapsed(session, state, now), _still(state), Message.lease_until < now)
-            .values(**values)
-            .execution_options(synchronize_session=False)
-        )
-        count = int(getattr(result, "rowcount", 0) or 0)
-        released += count
-        if count < SWEEP_BATCH:
-            return released
-
-
-async def running_campaigns(session: AsyncSession, *, limit: int = 100) -> list[Campaign]:
-    rows = await session.scalars(
-        sa.select(Campaign).where(Campaign.state == "running").order_by(Campaign.id).limit(limit)
-    )
-    return list(rows)
-
-
-async def complete_if_done(session: AsyncSession, campaign_id: int, *, now: datetime) -> bool:
-    """A running campaign with nothing left in flight is completed; never while anything is pending."""
-    # one test per index that holds such rows: planned ones (ix_messages_due), leased ones
-    # (ix_messages_state_lease); no single index holds both
-    of_campaign = Message.campaign_id == campaign_id
-    pending = sa.or_(
-        sa.exists().where(of_campaign, Message.state == "planned"),
-        sa.exists().where(of_campaign, IS_LEASED),
-    )
-    held = sa.exists().where(Batch.campaign_id == campaign_id, Batch.state == "held")
-    result = await session.execute(
-        sa.update(Campaign)
-        .where(Campaign.id == campaign_id, Campaign.state == "running", ~pending, ~held)
-        .values(state="completed", finished_at=now, updated_at=now)
-        .execution_options(synchronize_session=False)
-    )
-    return bool(getattr(result, "rowcount", 0))
-
-
-async def suppressed_among(
-    session: AsyncSession, workspace_id: int, channel: str, addresses: Sequence[str]
-) -> set[str]:
-    """Checked again at send time: a suppression added after planning still stops the message."""
-    if not addresses:
-        return set()
-    rows = await session.scalars(
-        sa.select(Suppression.address).where(
-            Suppression.workspace_id == workspace_id,
-            Suppression.channel.in_((channel, "all")),
-            _among(session, Suppression.address, sorted(set(addresses)), sa.String),
-        )
-    )
-    return set(rows)
-
-
-async def add_suppressions(
-    session: AsyncSession,
-    workspace_id: int,
-    channel: str,
-    entries: Sequence[tuple[str, str, str]],
-    now: datetime,
-) -> None:
-    """``(address, reason, source)`` rows; an address already suppressed on the channel stays as it was."""
-    if not entries:
-        return
-    await session.execute(
-        insert_ignoring_duplicates(session, Suppression, ["workspace_id", "channel", "address"]).values(
-            [
-                {
-                    "workspace_id": workspace_id,
-                    "channel": channel,
-                    "address": a,
-                    "reason": r,
-                    "source": s,
-                    "created_at": now,
-                }
-                for a, r, s in entries
-            ]
-        )
-    )
-
-
-async def add_spent(session: AsyncSession, campaign_id: int, amount: Decimal, *, now: datetime) -> None:
-    if amount:
-        await session.execute(
-            sa.update(Campaign)
-            .where(Campaign.id == campaign_id)
-            .values(spent=Campaign.spent + amount, updated_at=now)
-            .execution_options(synchronize_session=False)
-        )
-
-
-CAP_COUNTED = ("sending", "sent", "delivered")
-"""States whose sends frequency caps count: everything not known to have failed (doubt counts as sent)."""
-
-
-async def cap_history(
-    session: AsyncSession, workspace_id: int, channel: str, addresses: Sequence[str], since: datetime
-) -> dict[str, list[tuple[str, datetime]]]:
-    """What the ledger says was sent to these addresses: rebuilds Redis caps after a restart."""
-    by_address = sa.select(
-        Message.address, Message.campaign_id, Message.id, Message.sent_at, Message.updated_at, Message.state
-    ).where(
-        Message.workspace_id == workspace_id,
-        Message.channel == channel,
-        _among(session, Message.address, sorted(set(addresses)), sa.String),
-        IS_PAST_QUEUE,  # ix_messages_workspace_channel_address holds only these; CAP_COUNTED are among them
-    )
-    if _is_pg(session):
-        # OFFSET 0 keeps the rows found by address apart from the state filter: with statistics taken
-        # before a campaign sent anything, the planner otherwise read every sent row of the table through
-        # the state index for each chunk (394 ms a chunk at 50,000 sent, growing with the campaign)
-        by_address = by_address.offset(0)
-    found_rows = by_address.subquery()
-    rows = await session.execute(
-        sa.select(
-            found_rows.c.address,
-            found_rows.c.campaign_id,
-            found_rows.c.id,
-            found_rows.c.sent_at,
-            found_rows.c.updated_at,
-        ).where(
-            found_rows.c.state.in_(CAP_COUNTED),
-            found_rows.c.updated_at >= since,
-        )
-    )
-    found: dict[str, list[tuple[str, datetime]]] = {}
-    for address, campaign_id, message_id, sent_at, updated_at in rows:
-        found.setdefault(address, []).append((send_key(campaign_id, message_id), sent_at or updated_at))
-    return found
-
-
-CapSend = tuple[str, str, str, datetime]
-"""``(channel, contact key, send key, at)`` of one send the caps count."""
-
-
-async def sends_since(
-    session: AsyncSession, since: datetime, *, batch: int = 10_000
-) -> AsyncIterator[list[CapSend]]:
-    """Every send of every workspace that frequency caps count (as :func:`cap_history`), in batches, read
-    in one statement: rebuilds Redis's whole cap history after a restart."""
-    rows = await session.stream(
-        sa.select(
-            Message.channel,
-            Message.workspace_id,
-            Message.address,
-            Message.campaign_id,
-            Message.id,
-            sa.func.coalesce(Message.sent_at, Message.updated_at),
-        )
-        .where(Message.state.in_(CAP_COUNTED), Message.updated_at >= since)
-        .execution_options(yield_per=batch)
-    )
-    async for part in rows.partitions(batch):
-        yield [
-            (channel, contact_key(workspace_id, address), send_key(campaign_id, message_id), at)
-            for channel, workspace_id, address, campaign_id, message_id, at in part
-        ]

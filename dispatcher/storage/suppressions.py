@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dispatcher.storage.base import insert_ignoring_duplicates
+from dispatcher.storage.base import any_of, insert_ignoring_duplicates
 from dispatcher.storage.contacts import Suppression
 
 
@@ -86,3 +87,46 @@ async def delete_suppression(session: AsyncSession, workspace_id: int, suppressi
         )
     )
     return bool(getattr(result, "rowcount", 0))
+
+
+async def suppressed_among(
+    session: AsyncSession, workspace_id: int, channel: str, addresses: Sequence[str]
+) -> set[str]:
+    """Checked again at send time: a suppression added after planning still stops the message."""
+    if not addresses:
+        return set()
+    rows = await session.scalars(
+        sa.select(Suppression.address).where(
+            Suppression.workspace_id == workspace_id,
+            Suppression.channel.in_((channel, "all")),
+            any_of(session, Suppression.address, sorted(set(addresses)), sa.String),
+        )
+    )
+    return set(rows)
+
+
+async def add_suppressions(
+    session: AsyncSession,
+    workspace_id: int,
+    channel: str,
+    entries: Sequence[tuple[str, str, str]],
+    now: datetime,
+) -> None:
+    """``(address, reason, source)`` rows; an address already suppressed on the channel stays as it was."""
+    if not entries:
+        return
+    await session.execute(
+        insert_ignoring_duplicates(session, Suppression, ["workspace_id", "channel", "address"]).values(
+            [
+                {
+                    "workspace_id": workspace_id,
+                    "channel": channel,
+                    "address": a,
+                    "reason": r,
+                    "source": s,
+                    "created_at": now,
+                }
+                for a, r, s in entries
+            ]
+        )
+    )

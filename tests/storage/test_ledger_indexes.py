@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from dispatcher.storage import audience, campaigns_q, events, ledger
+from dispatcher.storage import audience, campaigns_q, cap_history, events
 from dispatcher.storage.campaigns import Campaign, Message
 from dispatcher.storage.engine import create_engine
 from tests import inbound_seed as seed
@@ -131,7 +131,7 @@ async def test_a_campaign_completes_only_with_nothing_planned_or_leased(
                 .values(state="expired")
             )
         with plans(engine) as found:
-            assert await ledger.complete_if_done(session, s.campaign_id, now=NOW) is settled
+            assert await campaigns_q.complete_if_done(session, s.campaign_id, now=NOW) is settled
         state = await session.scalar(sa.select(Campaign.state).where(Campaign.id == s.campaign_id))
     assert state == ("completed" if settled else "running")
     _uses(found, "ix_messages_due")
@@ -142,11 +142,11 @@ async def test_address_readers_find_sent_rows_through_the_address_index(engine: 
         s = await _seed(session)
         by_state = dict(zip([state for state, _ in STATES], s.addresses, strict=False))
         with plans(engine) as found:
-            history = await ledger.cap_history(
+            history = await cap_history.cap_history(
                 session, s.workspace_id, "sms", s.addresses, NOW - timedelta(days=1)
             )
             latest = await events.latest_message_to(session, s.workspace_id, "sms", by_state["sent"])
-    counted = {s.addresses[i] for i, (state, _) in enumerate(STATES) if state in ledger.CAP_COUNTED}
+    counted = {s.addresses[i] for i, (state, _) in enumerate(STATES) if state in cap_history.CAP_COUNTED}
     assert set(history) == counted
     assert latest is not None
     assert len(found) == 2
