@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatcher.errors import ConflictError
-from dispatcher.storage.base import insert_ignoring_duplicates
+from dispatcher.storage.base import by_index_on_postgresql, insert_ignoring_duplicates
 from dispatcher.storage.campaigns import IS_LEASED, IS_NOT_LEASED, Batch, Campaign, Message
 from dispatcher.storage.contacts import Contact
 
@@ -258,7 +258,9 @@ async def running_campaigns(session: AsyncSession, *, limit: int = 100) -> list[
 async def complete_if_done(session: AsyncSession, campaign_id: int, *, now: datetime) -> bool:
     """A running campaign with nothing left in flight is completed; never while anything is pending."""
     # one test per index that holds such rows: planned ones (ix_messages_due), leased ones
-    # (ix_messages_state_lease); no single index holds both
+    # (ix_messages_state_lease); no single index holds both. Without the indexes the test read past every
+    # row sent so far: 18 ms a tick in bench/dispatch.py
+    await by_index_on_postgresql(session)
     of_campaign = Message.campaign_id == campaign_id
     pending = sa.or_(
         sa.exists().where(of_campaign, Message.state == "planned"),
