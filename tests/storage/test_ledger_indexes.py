@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -21,7 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from dispatcher.storage import audience, campaigns_q, cap_history, events
+from dispatcher.storage import audience, campaigns_q, cap_history, events, ledger
 from dispatcher.storage.campaigns import Campaign, Message
 from dispatcher.storage.engine import create_engine
 from tests import inbound_seed as seed
@@ -160,3 +161,26 @@ async def test_failed_pages_are_read_through_the_state_index(engine: AsyncEngine
             page = await audience.failed_page(session, s.campaign_id, permanent=(), after=0, limit=10)
     assert [message_id for message_id, _ in page] == [s.message_ids[8]]
     _uses(found, "ix_messages_campaign_state")
+
+
+async def test_sent_rows_are_found_by_id_and_matched_to_their_values_by_hash(engine: AsyncEngine) -> None:
+    """PostgreSQL: a join that compared every row with every value of the chunk cost up to 2 s a chunk."""
+    async with AsyncSession(engine) as session, session.begin():
+        s = await seed.seed(session, count=60, state="sending")
+        mine, theirs = s.message_ids[:50], s.message_ids[50:]
+        for owner, ids in (("me", mine), ("them", theirs)):
+            await session.execute(sa.update(Message).where(Message.id.in_(ids)).values(lease_owner=owner))
+        rows = [ledger.Sent(i, f"SM{i}", 2, Decimal("0.01")) for i in s.message_ids]
+        with plans(engine) as found:
+            await ledger.mark_sent(session, rows, owner="me", provider_id=s.provider_id, now=NOW)
+        found_ids = await session.execute(sa.select(Message.id, Message.provider_message_id))
+        written = {message_id: sid for message_id, sid in found_ids}
+        states = await session.scalars(sa.select(Message.state).where(Message.id.in_(theirs)))
+    assert {i: written[i] for i in mine} == {i: f"SM{i}" for i in mine}
+    assert set(states) == {"sending"}  # another job's rows stay as they were
+    sql = [plan for plan in found if "Update on messages" in plan]
+    if engine.dialect.name == "postgresql":
+        (plan,) = sql
+        assert "Nested Loop" not in plan, plan
+        assert "Hash Join" in plan, plan
+        assert "Index Cond: (id = ANY" in plan, plan
