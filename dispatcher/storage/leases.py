@@ -10,7 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dispatcher.storage.base import on_postgresql
+from dispatcher.storage.base import any_of, on_postgresql
 from dispatcher.storage.campaigns import Message, still_in
 
 SWEEP_BATCH = 5_000  # rows per statement; a sweep repeats it until less is left
@@ -42,7 +42,7 @@ async def extend_leases(session: AsyncSession, ids: Sequence[int], *, owner: str
     result = await session.execute(
         sa.update(Message)
         .where(
-            Message.id.in_(ids),
+            any_of(session, Message.id, ids, sa.BigInteger),
             Message.lease_owner == owner,
             still_in("queued", "sending"),
         )
