@@ -28,7 +28,8 @@ from dispatcher.core.cleaning_tally import key_digest
 from dispatcher.core.csvinput import ParsedRow
 from dispatcher.pipeline.cleaner_blocks import BLOCK_CHARS, Block, RecordCutter, TextBlock, parse_block
 from dispatcher.storage.import_load import LoadTarget, encode_consents, encode_contact
-from dispatcher.storage.imports import encode_reject, encode_staged
+from dispatcher.storage.import_stage import encode_staged
+from dispatcher.storage.imports import encode_reject
 
 __all__ = [
     "BLOCK_CHARS",

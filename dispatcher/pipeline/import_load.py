@@ -24,7 +24,7 @@ from dispatcher.pipeline.context import WorkerResources
 from dispatcher.storage import import_load as load
 from dispatcher.storage import imports as store
 from dispatcher.storage.contacts import ContactImport, ContactList
-from dispatcher.storage.imports import PublishCounts
+from dispatcher.storage.import_stage import PublishCounts
 
 SaveProgress = Callable[[], Awaitable[None]]
 # suppressions stamped this long before the import began are re-checked too: stamps come from the clocks

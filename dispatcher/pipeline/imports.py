@@ -36,6 +36,7 @@ from dispatcher.pipeline.cleaner import (
 from dispatcher.pipeline.context import WorkerResources, queue, resources
 from dispatcher.pipeline.import_load import load_file
 from dispatcher.pipeline.queue import job_id
+from dispatcher.storage import import_stage
 from dispatcher.storage import imports as store
 from dispatcher.storage.contacts import ContactImport
 
@@ -173,7 +174,7 @@ async def _load_file(res: WorkerResources, job: ContactImport) -> dict[str, Any]
     async def save() -> None:
         await _save_progress(res, job, tally, header=cutter.header)
 
-    async def finish(session: AsyncSession, counts: store.PublishCounts) -> None:
+    async def finish(session: AsyncSession, counts: import_stage.PublishCounts) -> None:
         final.update(await _complete(session, job, tally, counts, header=cutter.header))
 
     counts = await load_file(
@@ -195,7 +196,7 @@ async def _complete(
     session: AsyncSession,
     job: ContactImport,
     tally: Tally,
-    counts: store.PublishCounts,
+    counts: import_stage.PublishCounts,
     *,
     header: tuple[str, ...] | None,
 ) -> dict[str, Any]:
@@ -218,7 +219,7 @@ async def _staging_connection(res: WorkerResources) -> AsyncIterator[AsyncConnec
     """
     async with res.engine.connect() as conn:
         try:
-            await store.open_stage(conn)
+            await import_stage.open_stage(conn)
             yield conn
         finally:
             await conn.invalidate()
@@ -250,7 +251,7 @@ async def _write_block(
     tally.rows += block.rows
     tally.rejected += len(block.rejects)
     tally.staged += len(kept)
-    await store.stage(conn, kept)
+    await import_stage.stage(conn, kept)
     await conn.commit()
     if block.rejects:
         async with res.sessions.begin() as session:
@@ -284,9 +285,9 @@ async def _publish(
     """Publish and mark completed in one transaction: a crash between the two would otherwise re-run an
     import whose contacts are already on the list, and report them all as duplicates."""
     now = datetime.now(UTC)
-    await store.begin_publish(conn)
+    await import_stage.begin_publish(conn)
     async with AsyncSession(bind=conn, expire_on_commit=False) as session:
-        counts = await store.publish_stage(session, job, now=now, consent_source=job.consent_source)
+        counts = await import_stage.publish_stage(session, job, now=now, consent_source=job.consent_source)
         if not job.dry_run:
             # Superseded: the connection is closed without a commit, which rolls the publish back
             final = await _complete(session, job, tally, counts, header=None)
@@ -299,7 +300,7 @@ async def _publish(
     return final
 
 
-def _final_counts(tally: Tally, counts: store.PublishCounts) -> dict[str, Any]:
+def _final_counts(tally: Tally, counts: import_stage.PublishCounts) -> dict[str, Any]:
     reasons = dict(tally.reasons)
     if counts.duplicate_on_list:
         reasons["duplicate_on_list"] = counts.duplicate_on_list

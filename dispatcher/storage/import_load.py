@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from dispatcher.storage.imports import copy_line, zones_json
+from dispatcher.storage.bulk import copy_line, zones_json
 
 CONTACT_COLUMNS = (
     "workspace_id",

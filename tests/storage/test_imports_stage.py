@@ -13,6 +13,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from dispatcher.storage import import_stage
 from dispatcher.storage import imports as store
 from dispatcher.storage.engine import create_engine, session_factory
 from dispatcher.storage.models import (
@@ -74,18 +75,20 @@ def _row(job: ContactImport, line: int, phone: str | None, email: str | None) ->
         None,
         {},
     )
-    return store.encode_staged(job.id, accepted)
+    return import_stage.encode_staged(job.id, accepted)
 
 
 async def _publish(engine: AsyncEngine, job: ContactImport, rows: list[tuple[Any, ...]]) -> Any:
     """Stage ``rows`` and publish them as the import job does; committed."""
     async with engine.connect() as conn:
-        await store.open_stage(conn)
-        await store.stage(conn, rows)
+        await import_stage.open_stage(conn)
+        await import_stage.stage(conn, rows)
         await conn.commit()
-        await store.begin_publish(conn)
+        await import_stage.begin_publish(conn)
         async with AsyncSession(bind=conn) as session:
-            counts = await store.publish_stage(session, job, now=NOW, consent_source=job.consent_source)
+            counts = await import_stage.publish_stage(
+                session, job, now=NOW, consent_source=job.consent_source
+            )
         await conn.commit()
         await conn.invalidate()
     return counts
@@ -139,16 +142,16 @@ async def test_nothing_is_visible_before_the_commit_and_a_rollback_leaves_nothin
 ) -> None:
     job = await _new_import(engine, consent="form")
     async with engine.connect() as conn:
-        await store.open_stage(conn)
-        await store.stage(conn, [_row(job, n, f"+1415555{n:04d}", None) for n in range(2, 500)])
+        await import_stage.open_stage(conn)
+        await import_stage.stage(conn, [_row(job, n, f"+1415555{n:04d}", None) for n in range(2, 500)])
         await conn.commit()
         # staging takes no lock on the database file: another writer goes straight through
         other = sqlite3.connect(db_path, timeout=0.2)
         other.execute("UPDATE contact_lists SET name = 'renamed'")
         other.commit()
-        await store.begin_publish(conn)
+        await import_stage.begin_publish(conn)
         async with AsyncSession(bind=conn) as session:
-            counts = await store.publish_stage(session, job, now=NOW, consent_source="form")
+            counts = await import_stage.publish_stage(session, job, now=NOW, consent_source="form")
         assert counts.accepted == 498
         assert other.execute("SELECT count(*) FROM contacts").fetchone() == (0,)
         with pytest.raises(sqlite3.OperationalError):  # the publish holds the write lock
@@ -162,12 +165,12 @@ async def test_nothing_is_visible_before_the_commit_and_a_rollback_leaves_nothin
 async def test_a_reused_connection_starts_with_an_empty_stage(engine: AsyncEngine) -> None:
     job = await _new_import(engine)
     async with engine.connect() as conn:
-        await store.open_stage(conn)
-        await store.stage(conn, [_row(job, 2, "+14155550001", None)])
+        await import_stage.open_stage(conn)
+        await import_stage.stage(conn, [_row(job, 2, "+14155550001", None)])
         await conn.commit()
-        await store.open_stage(conn)  # a job that died without closing its connection left rows behind
-        await store.begin_publish(conn)
+        await import_stage.open_stage(conn)  # a job that died without closing its connection left rows behind
+        await import_stage.begin_publish(conn)
         async with AsyncSession(bind=conn) as session:
-            counts = await store.publish_stage(session, job, now=NOW, consent_source=None)
+            counts = await import_stage.publish_stage(session, job, now=NOW, consent_source=None)
         assert (counts.accepted, counts.duplicate_on_list) == (0, 0)
         await conn.rollback()
