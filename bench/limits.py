@@ -17,14 +17,9 @@ from datetime import UTC, datetime, timedelta
 from redis.asyncio import Redis
 
 from dispatcher.core.capping import CapPolicy
-from dispatcher.pipeline.limits import (
-    Budget,
-    CapRequest,
-    ContactChannel,
-    FrequencyCaps,
-    RateLimiter,
-    Sent,
-)
+from dispatcher.pipeline.budget import Budget
+from dispatcher.pipeline.limits import CapRequest, ContactChannel, FrequencyCaps, Sent
+from dispatcher.pipeline.throughput import RateLimiter
 
 BATCH = 1_000
 BATCHES = 60

@@ -20,9 +20,10 @@ from dispatcher.core.routing import choose
 from dispatcher.logs import get_logger
 from dispatcher.pipeline.breaker import Breakers
 from dispatcher.pipeline.compose import Rendered
-from dispatcher.pipeline.limits import CapRequest, FrequencyCaps, RateLimiter
+from dispatcher.pipeline.limits import CapRequest, FrequencyCaps
 from dispatcher.pipeline.outcomes import Writes
 from dispatcher.pipeline.runtime import CampaignRuntime
+from dispatcher.pipeline.throughput import RateLimiter
 from dispatcher.storage import cap_history
 from dispatcher.storage.ledger import Due, Final, Retry
 

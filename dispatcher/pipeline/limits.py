@@ -1,4 +1,5 @@
-"""Limits shared by every worker on every machine, kept in Redis: frequency caps, send rates, budgets.
+"""Frequency caps shared by every worker on every machine, kept in Redis (send rates and budgets, the other
+shared limits, are in :mod:`dispatcher.pipeline.throughput` and :mod:`dispatcher.pipeline.budget`).
 
 Each check is one Lua script, so it is atomic however many workers race; scripts are called by SHA, batched
 in one pipelined round trip where the engine has a batch (caps), and reloaded on NOSCRIPT.
@@ -36,20 +37,10 @@ number). A transient failure keeps its reservation (the retry reuses the send id
 so does anything handed off, even when a receipt later says undelivered: it may have arrived, and a cap is
 a promise to the recipient, so doubt counts as sent.
 
-**Rates** (:class:`RateLimiter`) are GCRA buckets on the Redis server clock, so workers on machines with
-skewed clocks share one limit. A provider's throttling answer (429 ``Retry-After``) is recorded with
-:meth:`RateLimiter.block` and stops every worker's acquisitions on that key until it passes.
-
-**Budgets** (:class:`Budget`) are integer micro-unit counters: a spend is reserved only if it keeps the
-total within the cap. A missing counter (a new campaign, or a Redis restart) is never read as zero: it is
-seeded from the ledger's spend with ``SET NX`` (:meth:`Budget.seed`, or the ``spent`` loader), so two
-workers seeding at once agree. A reserved spend whose send then fails is given back with
-:meth:`Budget.refund`; a crash between the two only over-counts, which stops early, never late.
 """
 
 from __future__ import annotations
 
-import math
 import re
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -70,17 +61,12 @@ _RELEASE = lua.Script(lua.CAP_RELEASE)
 _COMPLETE = lua.Script(lua.CAP_COMPLETE)
 # a reservation is 15 words: EVALSHA, the SHA, the key count (2), 2 keys, the send id and 9 shared arguments
 _RESERVE_HEAD = b"*15\r\n" + _RESERVE.header + b"$1\r\n2\r\n"
-_ACQUIRE = lua.Script(lua.RATE_ACQUIRE)
-_BLOCK = lua.Script(lua.RATE_BLOCK)
-_SPEND = lua.Script(lua.BUDGET_SPEND)
-_REFUND = lua.Script(lua.BUDGET_REFUND)
 
 Sent = tuple[str, datetime]
 """A send from the ledger: ``(send_id, at)``."""
 ContactChannel = tuple[str, str]
 """``(channel, str(contact_id))``."""
 HistoryLoader = Callable[[Sequence[ContactChannel]], Awaitable[Mapping[ContactChannel, Sequence[Sent]]]]
-SpentLoader = Callable[[str], Awaitable[int]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,97 +263,3 @@ class FrequencyCaps:
                 pairs += [send_id, epoch_ms(at)]
             seeds[contact] = pairs
         return seeds
-
-
-def _tagged(prefix: str, key: str | int) -> str:
-    text = str(key)
-    if not text or any(char in text for char in "{} "):
-        raise InputError(f"limit key {text!r} must be non-empty and free of braces and spaces")
-    return f"{prefix}:{{{text}}}"
-
-
-class RateLimiter:
-    """Messages per second per key (``provider:<name>``, ``sender:<number>``), shared by all workers.
-
-    To honour both a sender's and its provider's limit, acquire from the sender first and then ask the
-    provider for what the sender granted; tokens the provider refuses are simply lost (a short stall).
-    """
-
-    def __init__(self, redis: Redis) -> None:
-        self._redis = redis
-
-    async def acquire(
-        self, key: str, n: int, rate: float, burst: int, now_ms: int | None = None
-    ) -> tuple[int, float]:
-        """Take up to ``n`` tokens now: ``(granted, wait_s)``.
-
-        ``wait_s`` is 0 when all were granted, else the time until the rest (at most ``burst``) should be
-        there, or until a recorded back-off ends. ``now_ms`` replaces the server clock (tests, simulations).
-        """
-        if n < 0 or burst < 1 or not rate > 0 or math.isinf(rate):
-            raise InputError("acquire needs n >= 0, burst >= 1 and a finite rate > 0")
-        tag = _tagged("rate", key)
-        now_us = "" if now_ms is None else now_ms * 1000
-        granted, wait_us = await _ACQUIRE.run(
-            self._redis, [tag, f"{tag}:block"], [n, repr(rate), burst, now_us]
-        )
-        return int(granted), int(wait_us) / 1_000_000
-
-    async def block(self, key: str, seconds: float) -> float:
-        """Pause ``key`` for every worker for ``seconds`` (a ``Retry-After``); returns the pause in force."""
-        if not seconds > 0 or math.isinf(seconds):
-            raise InputError("a back-off must be a finite number of seconds above zero")
-        tag = _tagged("rate", key)
-        remaining_ms = await _BLOCK.run(self._redis, [f"{tag}:block"], [math.ceil(seconds * 1000)])
-        return max(0, int(remaining_ms)) / 1000
-
-    async def blocked_for(self, key: str) -> float:
-        """Seconds until the back-off recorded for ``key`` ends; 0 when there is none."""
-        remaining_ms = await self._redis.pttl(f"{_tagged('rate', key)}:block")
-        return max(0, int(remaining_ms)) / 1000
-
-
-def _micros(value: int, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise InputError(f"{name} must be a whole, non-negative number of micro-units")
-    return value
-
-
-class Budget:
-    """The fast shared gate on a campaign's spend; the database ledger's costs are the truth."""
-
-    def __init__(self, redis: Redis, *, spent: SpentLoader | None = None) -> None:
-        self._redis = redis
-        self._spent = spent
-
-    async def spend(self, campaign_id: str | int, amount_micros: int, cap_micros: int) -> bool:
-        """Reserve ``amount_micros`` if the campaign's total stays within ``cap_micros``."""
-        args = [_micros(amount_micros, "amount"), _micros(cap_micros, "cap")]
-        key = _tagged("budget", campaign_id)
-        answer = int(await _SPEND.run(self._redis, [key], args))
-        if answer == -1 and self._spent is not None:
-            await self.seed(campaign_id, await self._spent(str(campaign_id)))
-            answer = int(await _SPEND.run(self._redis, [key], args))
-        if answer == -1:
-            raise UnavailableError(
-                f"the budget counter of campaign {campaign_id} is not seeded from the ledger"
-            )
-        return answer == 1
-
-    async def refund(self, campaign_id: str | int, amount_micros: int) -> None:
-        """Give back a reserved spend whose message was not sent after all."""
-        await _REFUND.run(self._redis, [_tagged("budget", campaign_id)], [_micros(amount_micros, "amount")])
-
-    async def seed(self, campaign_id: str | int, spent_micros: int) -> bool:
-        """Set the counter from the ledger unless it exists; True if this call set it."""
-        key = _tagged("budget", campaign_id)
-        return bool(await self._redis.set(key, _micros(spent_micros, "spent"), nx=True))
-
-    async def spent(self, campaign_id: str | int) -> int | None:
-        """The reserved total, or None when the counter is missing (not seeded)."""
-        value = await self._redis.get(_tagged("budget", campaign_id))
-        return None if value is None else int(value)
-
-    async def forget(self, campaign_id: str | int) -> None:
-        """Drop the counter of a finished campaign."""
-        await self._redis.delete(_tagged("budget", campaign_id))

@@ -1,4 +1,5 @@
-"""The Lua side of :mod:`dispatcher.pipeline.limits`, and a runner that survives ``SCRIPT FLUSH``.
+"""The Lua side of the limits shared in Redis (caps, throughput, budget), and a runner that survives
+``SCRIPT FLUSH``.
 
 Each script touches only keys of one Redis Cluster hash tag, so it runs atomically on one node. Scripts
 are sent by SHA; a server that forgot them (restart, ``SCRIPT FLUSH``, failover to a replica that never
@@ -14,8 +15,19 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError, ResponseError
 
+from dispatcher.errors import InputError
+
 Call = tuple[Sequence[str], Sequence[str | int]]
 """One script invocation: ``(keys, args)``."""
+
+
+def tagged_key(prefix: str, key: str | int) -> str:
+    """``prefix:{key}``: the braces make ``key`` the Redis Cluster hash tag of every key a script touches."""
+    text = str(key)
+    if not text or any(char in text for char in "{} "):
+        raise InputError(f"limit key {text!r} must be non-empty and free of braces and spaces")
+    return f"{prefix}:{{{text}}}"
+
 
 CAP_RESERVE = """
 -- KEYS: rolling zset, seed marker (one hash tag: one contact on one channel)

@@ -14,8 +14,8 @@ from typing import Any
 from dispatcher.channels.base import SendOutcome
 from dispatcher.logs import get_logger
 from dispatcher.pipeline.compose import Rendered
-from dispatcher.pipeline.limits import RateLimiter
 from dispatcher.pipeline.runtime import CampaignRuntime, ProviderRoute
+from dispatcher.pipeline.throughput import RateLimiter
 from dispatcher.storage.ledger import Final, Retry, Sent
 
 log = get_logger(__name__)

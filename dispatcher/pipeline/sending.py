@@ -25,11 +25,11 @@ from dispatcher.channels.base import EmailChannel, OutboundEmail, OutboundSms, S
 from dispatcher.errors import InputError
 from dispatcher.logs import get_logger
 from dispatcher.pipeline.breaker import Breakers
+from dispatcher.pipeline.budget import Budget
 from dispatcher.pipeline.channels import channel_factory
 from dispatcher.pipeline.compose import Composer, Rendered, Urls
 from dispatcher.pipeline.context import WorkerResources, queue, resources
 from dispatcher.pipeline.gates import Gate, give_back_caps, held_back, never_arrived, run_gates
-from dispatcher.pipeline.limits import Budget
 from dispatcher.pipeline.outcomes import Writes, bounce_rate_exceeded, classify, throttle
 from dispatcher.pipeline.runtime import CampaignRuntime, ChannelPool, ProviderRoute, build_runtime
 from dispatcher.pipeline.tracking import campaign_links

@@ -15,15 +15,10 @@ from redis.exceptions import ResponseError
 
 from dispatcher.core.capping import CapPolicy, cap_decision
 from dispatcher.errors import InputError, UnavailableError
-from dispatcher.pipeline.limits import (
-    Budget,
-    CapRequest,
-    ContactChannel,
-    FrequencyCaps,
-    RateLimiter,
-    Sent,
-)
+from dispatcher.pipeline.budget import Budget
+from dispatcher.pipeline.limits import CapRequest, ContactChannel, FrequencyCaps, Sent
 from dispatcher.pipeline.queue import connect_queue
+from dispatcher.pipeline.throughput import RateLimiter
 
 NY = "America/New_York"
 DEFAULT = CapPolicy()
