@@ -18,7 +18,7 @@ from typing import Any, cast
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dispatcher.storage.base import any_of, on_postgresql
+from dispatcher.storage.base import any_of, by_index_on_postgresql, on_postgresql
 from dispatcher.storage.campaigns import Batch, Message, still_in
 from dispatcher.storage.contacts import Contact
 
@@ -35,10 +35,6 @@ _MARK_SENT_PG = sa.text(
     WHERE m.id = ANY(CAST(:ids AS BIGINT[])) AND m.id = v.id
         AND coalesce(m.state, '') = 'sending' AND m.lease_owner = :owner
     """
-)
-# The plan above, whatever the statistics say (see mark_sent); LOCAL: until the transaction ends
-_BY_ID_AND_HASH = sa.text(
-    "SELECT set_config('enable_seqscan', 'off', true), set_config('enable_nestloop', 'off', true)"
 )
 
 
@@ -251,7 +247,7 @@ async def mark_sent(
         # like one row, and the planner then read the whole primary key for it and compared each row
         # found with every value of the chunk: 1,000,000 comparisons a chunk, 0.3-2 s (bench/dispatch.py
         # --channel email, on a 20,000-row ledger). With sequential scans allowed, it read the table.
-        await session.execute(_BY_ID_AND_HASH)
+        await by_index_on_postgresql(session, hash_joins=True)
         await session.execute(
             _MARK_SENT_PG,
             {
