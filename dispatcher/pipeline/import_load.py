@@ -21,12 +21,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from dispatcher.core.cleaning import FileDeduper
 from dispatcher.pipeline.cleaner import Block, CleanOptions, ParallelCleaner, StagedBlock, StageTarget
 from dispatcher.pipeline.context import WorkerResources
+from dispatcher.pipeline.import_progress import SaveProgress, Tally
 from dispatcher.storage import import_load as load
 from dispatcher.storage import imports as store
 from dispatcher.storage.contacts import ContactImport, ContactList
 from dispatcher.storage.import_stage import PublishCounts
 
-SaveProgress = Callable[[], Awaitable[None]]
 # suppressions stamped this long before the import began are re-checked too: stamps come from the clocks
 # of API and worker processes, which may drift apart a little
 CLOCK_MARGIN = timedelta(minutes=1)
@@ -39,15 +39,15 @@ async def load_file(
     blocks: AsyncIterator[Block],
     cleaner: ParallelCleaner,
     options: CleanOptions,
-    tally: Any,
+    tally: Tally,
     save_progress: SaveProgress,
     finish: Finish,
     every_s: float,
 ) -> PublishCounts:
     """Clean ``blocks`` into the list; ``finish`` runs inside the transaction just before it commits.
 
-    ``tally`` is the job's running :class:`~dispatcher.pipeline.imports.Tally`; a dry run rolls back and
-    calls ``finish`` in a transaction of its own, so it reports exactly what a real run would have done.
+    A dry run rolls back and calls ``finish`` in a transaction of its own, so it reports exactly what a real
+    run would have done.
     """
     now = datetime.now(UTC)
     target = load.LoadTarget(
@@ -111,7 +111,7 @@ async def _write(
     state: load.ListState,
     block: StagedBlock,
     deduper: FileDeduper,
-    tally: Any,
+    tally: Tally,
     counts: load.BlockCounts,
 ) -> None:
     seen = deduper.seen_digest

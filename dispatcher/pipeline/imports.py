@@ -1,10 +1,9 @@
 """The import job: stream the stored upload, clean on every core, write the list in one transaction.
 
 On PostgreSQL the cleaned blocks go straight into the list inside one transaction that commits with the
-import's completion (:mod:`dispatcher.pipeline.import_load`): no publish pass after the cleaning. SQLite
-has one writer at a time, so a long write transaction would block every other writer (and the progress
-the API shows); there rows are staged in a temporary table of the job's own connection, which takes no
-lock on the database file, then published in one transaction at the end. Either way a crash before the
+import's completion (:mod:`dispatcher.pipeline.import_load`): no publish pass after the cleaning. On
+SQLite, which has one writer at a time, rows are staged in the job's own temporary table, then published
+in one transaction at the end (:mod:`dispatcher.pipeline.import_publish`). Either way a crash before the
 commit leaves the list untouched; the sweeper queues a new attempt, which throws away what the dead one
 wrote (rejects) and starts over. ``attempt`` makes a stale job give way.
 """
@@ -12,29 +11,20 @@ wrote (rejects) and starts over. ``attempt`` makes a stale job give way.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
-from collections import Counter
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from dispatcher.core.cleaning import FileDeduper
 from dispatcher.errors import CsvFormatError
 from dispatcher.logs import get_logger
-from dispatcher.pipeline.cleaner import (
-    Block,
-    CleanOptions,
-    ParallelCleaner,
-    RecordCutter,
-    StagedBlock,
-    StageTarget,
-)
+from dispatcher.pipeline.cleaner import Block, CleanOptions, ParallelCleaner, RecordCutter
 from dispatcher.pipeline.context import WorkerResources, queue, resources
 from dispatcher.pipeline.import_load import load_file
+from dispatcher.pipeline.import_progress import Superseded, Tally, complete, save_progress
+from dispatcher.pipeline.import_publish import publish, stage_file, staging_connection
 from dispatcher.pipeline.queue import job_id
 from dispatcher.storage import import_stage
 from dispatcher.storage import imports as store
@@ -52,24 +42,7 @@ class UploadRefused(Exception):
     """The API refused the upload after its job had started on the first chunks: there is nothing to do."""
 
 
-class Superseded(Exception):
-    """A newer attempt owns the import (or one already finished it): this one's work is rolled back."""
-
-
 IMPORT_TIMEOUT_S = 6 * 3600
-
-
-@dataclass
-class Tally:
-    rows: int = 0
-    staged: int = 0  # accepted so far: rows staged, or (PostgreSQL) written to the list
-    rejected: int = 0
-    duplicate: int = 0  # in the file; duplicates of the list's contacts are counted in on_list
-    on_list: int = 0
-    suppressed: int = 0
-    bytes_done: int = 0
-    reasons: Counter[str] = field(default_factory=Counter)
-    last_saved: float = 0.0
 
 
 def import_job_id(import_id: int, attempt: int) -> str:
@@ -87,8 +60,7 @@ async def run_import(ctx: dict[str, Any], import_id: int, attempt: int) -> dict[
     try:
         if res.engine.dialect.name == "postgresql":
             return await _load_file(res, job)
-        async with _staging_connection(res) as conn:
-            return await _publish(res, job, await _stage_file(res, job, conn), conn)
+        return await _stage_and_publish(res, job)
     except CsvFormatError as exc:
         await _finish_failed(res, job, exc.message)
         return {"failed": exc.message}
@@ -149,7 +121,7 @@ async def _chunks(
             raise CsvFormatError("upload interrupted before it completed")
         else:
             if time.monotonic() - tally.last_saved > PROGRESS_EVERY_S:
-                await _save_progress(res, job, tally, header=cutter.header)  # the heartbeat, meanwhile
+                await save_progress(res, job, tally, header=cutter.header)  # the heartbeat, meanwhile
             await asyncio.sleep(UPLOAD_POLL_S)
 
 
@@ -172,10 +144,10 @@ async def _load_file(res: WorkerResources, job: ContactImport) -> dict[str, Any]
     final: dict[str, Any] = {}
 
     async def save() -> None:
-        await _save_progress(res, job, tally, header=cutter.header)
+        await save_progress(res, job, tally, header=cutter.header)
 
     async def finish(session: AsyncSession, counts: import_stage.PublishCounts) -> None:
-        final.update(await _complete(session, job, tally, counts, header=cutter.header))
+        final.update(await complete(session, job, tally, counts, header=cutter.header))
 
     counts = await load_file(
         res,
@@ -192,128 +164,18 @@ async def _load_file(res: WorkerResources, job: ContactImport) -> dict[str, Any]
     return final
 
 
-async def _complete(
-    session: AsyncSession,
-    job: ContactImport,
-    tally: Tally,
-    counts: import_stage.PublishCounts,
-    *,
-    header: tuple[str, ...] | None,
-) -> dict[str, Any]:
-    now = datetime.now(UTC)
-    final = _final_counts(tally, counts)
-    extra: dict[str, Any] = {"columns": list(header)} if header else {}
-    values = dict(state="completed", finished_at=now, heartbeat_at=now, **final, **extra)
-    if not await store.finish(session, job.id, job.attempts, **values):
-        raise Superseded
-    await store.drop_chunks(session, job.id)
-    return final
-
-
-@contextlib.asynccontextmanager
-async def _staging_connection(res: WorkerResources) -> AsyncIterator[AsyncConnection]:
-    """SQLite: one connection for the whole import, its temporary table holding the staged rows.
-
-    Closed afterwards, whatever happened: that deletes the table's file at once (no page-by-page DROP),
-    frees the page cache the publish grew, and rolls back anything left uncommitted.
-    """
-    async with res.engine.connect() as conn:
-        try:
-            await import_stage.open_stage(conn)
-            yield conn
-        finally:
-            await conn.invalidate()
-
-
-async def _stage_file(res: WorkerResources, job: ContactImport, conn: AsyncConnection) -> Tally:
+async def _stage_and_publish(res: WorkerResources, job: ContactImport) -> dict[str, Any]:
+    """SQLite: the rows wait in the job's own staging table, then go into the list in one transaction."""
     tally = Tally()
     cutter = RecordCutter()
-    deduper = FileDeduper()
-    target = StageTarget(import_id=job.id, copy=False)
-    async for _, staged in _cleaner(res).stage(_blocks(res, job, cutter, tally), _options(job), target):
-        await _write_block(res, conn, staged, deduper, tally)
-        if time.monotonic() - tally.last_saved > PROGRESS_EVERY_S:
-            await _save_progress(res, job, tally, header=cutter.header)
-    await _save_progress(res, job, tally, header=cutter.header)
-    return tally
 
+    async def save() -> None:
+        await save_progress(res, job, tally, header=cutter.header)
 
-async def _write_block(
-    res: WorkerResources, conn: AsyncConnection, block: StagedBlock, deduper: FileDeduper, tally: Tally
-) -> None:
-    seen = deduper.seen_digest
-    kept = [row for row, digest in zip(block.staged, block.digests, strict=True) if not seen(digest)]
-    duplicates = len(block.staged) - len(kept)
-    if duplicates:
-        tally.duplicate += duplicates
-        tally.reasons["duplicate_in_file"] += duplicates
-    tally.reasons.update(block.reasons)
-    tally.rows += block.rows
-    tally.rejected += len(block.rejects)
-    tally.staged += len(kept)
-    await import_stage.stage(conn, kept)
-    await conn.commit()
-    if block.rejects:
-        async with res.sessions.begin() as session:
-            await store.add_rejects(session, block.rejects)
-
-
-async def _save_progress(
-    res: WorkerResources, job: ContactImport, tally: Tally, *, header: tuple[str, ...] | None
-) -> None:
-    tally.last_saved = time.monotonic()
-    extra: dict[str, Any] = {"columns": list(header)} if header else {}
-    async with res.sessions.begin() as session:
-        await store.save_progress(
-            session,
-            job.id,
-            rows_done=tally.rows,
-            accepted=tally.staged,
-            rejected=tally.rejected,
-            duplicate=tally.duplicate + tally.on_list,
-            suppressed=tally.suppressed,
-            bytes_done=tally.bytes_done,
-            reasons=dict(tally.reasons),
-            heartbeat_at=datetime.now(UTC),
-            **extra,
-        )
-
-
-async def _publish(
-    res: WorkerResources, job: ContactImport, tally: Tally, conn: AsyncConnection
-) -> dict[str, Any]:
-    """Publish and mark completed in one transaction: a crash between the two would otherwise re-run an
-    import whose contacts are already on the list, and report them all as duplicates."""
-    now = datetime.now(UTC)
-    await import_stage.begin_publish(conn)
-    async with AsyncSession(bind=conn, expire_on_commit=False) as session:
-        counts = await import_stage.publish_stage(session, job, now=now, consent_source=job.consent_source)
-        if not job.dry_run:
-            # Superseded: the connection is closed without a commit, which rolls the publish back
-            final = await _complete(session, job, tally, counts, header=None)
-            await conn.commit()
-    if job.dry_run:
-        await conn.rollback()  # a dry run reports exactly what a real run would do, then writes nothing
-        async with res.sessions.begin() as own:
-            final = await _complete(own, job, tally, counts, header=None)
-    log.info("import.completed", import_id=job.id, rows=tally.rows, accepted=counts.accepted)
-    return final
-
-
-def _final_counts(tally: Tally, counts: import_stage.PublishCounts) -> dict[str, Any]:
-    reasons = dict(tally.reasons)
-    if counts.duplicate_on_list:
-        reasons["duplicate_on_list"] = counts.duplicate_on_list
-    if counts.suppressed:
-        reasons["suppressed"] = counts.suppressed
-    return {
-        "rows_done": tally.rows,
-        "accepted": counts.accepted,
-        "rejected": tally.rejected,
-        "duplicate": tally.duplicate + counts.duplicate_on_list,
-        "suppressed": counts.suppressed,
-        "reasons": reasons,
-    }
+    async with staging_connection(res) as conn:
+        blocks = _blocks(res, job, cutter, tally)
+        await stage_file(res, job, conn, blocks, _cleaner(res), _options(job), tally, save, PROGRESS_EVERY_S)
+        return await publish(res, job, tally, conn)
 
 
 async def _finish_failed(res: WorkerResources, job: ContactImport, message: str) -> None:
