@@ -21,7 +21,7 @@ from dispatcher.core.rendering import CompiledTemplate, render
 from dispatcher.core.sms import analyse_sms
 from dispatcher.pipeline.runtime import CampaignRuntime, Content, ProviderRoute
 from dispatcher.storage import ledger
-from dispatcher.storage.ledger import Due
+from dispatcher.storage.ledger_rows import Due
 
 
 @dataclass(frozen=True, slots=True)

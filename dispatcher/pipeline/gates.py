@@ -25,7 +25,7 @@ from dispatcher.pipeline.outcomes import Writes
 from dispatcher.pipeline.runtime import CampaignRuntime
 from dispatcher.pipeline.throughput import RateLimiter
 from dispatcher.storage import cap_history
-from dispatcher.storage.ledger import Due, Final, Retry
+from dispatcher.storage.ledger_rows import Due, Final, Retry
 
 CAP_HORIZON = timedelta(days=32)
 log = get_logger(__name__)

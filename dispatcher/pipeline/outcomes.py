@@ -16,7 +16,7 @@ from dispatcher.logs import get_logger
 from dispatcher.pipeline.compose import Rendered
 from dispatcher.pipeline.runtime import CampaignRuntime, ProviderRoute
 from dispatcher.pipeline.throughput import RateLimiter
-from dispatcher.storage.ledger import Final, Retry, Sent
+from dispatcher.storage.ledger_rows import Final, Retry, Sent
 
 log = get_logger(__name__)
 SUPPRESSION_REASON = {

@@ -35,7 +35,7 @@ from dispatcher.pipeline.runtime import CampaignRuntime, ChannelPool, ProviderRo
 from dispatcher.pipeline.tracking import campaign_links
 from dispatcher.storage import campaigns_q, leases, ledger, suppressions
 from dispatcher.storage.campaigns import Campaign
-from dispatcher.storage.ledger import Final, Retry
+from dispatcher.storage.ledger_rows import Final, Retry
 
 log = get_logger(__name__)
 MICROS = Decimal(1_000_000)

@@ -10,9 +10,7 @@ late, duplicated or superseded job changes nothing. The sweeper hands back lease
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
 from typing import Any, cast
 
 import sqlalchemy as sa
@@ -21,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from dispatcher.storage.base import any_of, by_index_on_postgresql, on_postgresql
 from dispatcher.storage.campaigns import Batch, Message, still_in
 from dispatcher.storage.contacts import Contact
+from dispatcher.storage.ledger_rows import Due, Final, Retry, Sent
 
 # Core table for executemany UPDATEs (the ORM would turn a parameter list into a bulk-by-primary-key update)
 _T = cast(sa.Table, Message.__table__)
@@ -36,51 +35,6 @@ _MARK_SENT_PG = sa.text(
         AND coalesce(m.state, '') = 'sending' AND m.lease_owner = :owner
     """
 )
-
-
-@dataclass(frozen=True, slots=True)
-class Due:
-    """A ledger row loaded for sending, with what rendering needs of its contact."""
-
-    id: int
-    contact_id: int
-    variant: str
-    address: str
-    attempts: int
-    idempotency_key: str | None
-    contact: dict[str, Any]
-    time_zones: list[str]
-    timezone: str | None
-    provider_id: int | None = None  # the provider of the last attempt
-    ambiguous: bool = False  # that attempt may have reached it
-
-
-@dataclass(frozen=True, slots=True)
-class Sent:
-    id: int
-    provider_message_id: str | None
-    segments: int | None
-    cost: Decimal | None
-    possible_duplicate: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Retry:
-    id: int
-    not_before: datetime
-    error_code: str | None
-    error_detail: str | None
-    possible_duplicate: bool = False
-    ambiguous: bool = False  # this attempt may have reached the provider: pin the retry to it
-    counted: bool = True  # False: the attempt says nothing about the message (throttled, unreachable)
-
-
-@dataclass(frozen=True, slots=True)
-class Final:
-    id: int
-    state: str  # failed | capped | suppressed | expired
-    error_code: str | None = None
-    error_detail: str | None = None
 
 
 def idempotency_key(campaign_id: int, message_id: int) -> str:

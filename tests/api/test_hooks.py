@@ -30,6 +30,7 @@ from dispatcher.pipeline.maintenance import apply_early_receipts
 from dispatcher.settings import Settings
 from dispatcher.storage import ledger
 from dispatcher.storage.campaigns import Message
+from dispatcher.storage.ledger_rows import Sent
 from tests import inbound_seed as seed
 from tests.core.test_dsn import GMAIL
 
@@ -164,7 +165,7 @@ async def test_callbacks_before_the_worker_wrote_the_sid_count_once_when_it_land
         await session.execute(
             sa.update(Message).where(Message.campaign_id == s.campaign_id).values(lease_owner="w")
         )
-        sent = [ledger.Sent(s.message_ids[i], s.sid(i), 1, None) for i in range(3)]
+        sent = [Sent(s.message_ids[i], s.sid(i), 1, None) for i in range(3)]
         await ledger.mark_sent(session, sent, owner="w", provider_id=s.provider_id, now=datetime.now(UTC))
     async with aiohttp.ClientSession() as http:
         res = WorkerResources(

@@ -9,7 +9,7 @@ import pytest
 from dispatcher.pipeline.compose import Rendered
 from dispatcher.pipeline.gates import Gate, held_back, never_arrived
 from dispatcher.pipeline.outcomes import Writes
-from dispatcher.storage.ledger import Due, Final, Retry
+from dispatcher.storage.ledger_rows import Due, Final, Retry
 
 NOW = datetime(2030, 1, 14, 12, tzinfo=UTC)
 

@@ -17,6 +17,7 @@ from dispatcher.storage import events as store
 from dispatcher.storage import ledger
 from dispatcher.storage.campaigns import Message
 from dispatcher.storage.engine import create_engine, session_factory
+from dispatcher.storage.ledger_rows import Sent
 from tests import inbound_seed as seed
 
 NOW = datetime.now(UTC)
@@ -54,7 +55,7 @@ async def _receipt(session: AsyncSession, s: seed.Seeded, index: int, status: st
 
 async def _ids_land(session: AsyncSession, s: seed.Seeded, indexes: range) -> None:
     """The worker's ``sent`` write, exactly as the send path does it."""
-    rows = [ledger.Sent(s.message_ids[i], s.sid(i), 1, Decimal("0.0075")) for i in indexes]
+    rows = [Sent(s.message_ids[i], s.sid(i), 1, Decimal("0.0075")) for i in indexes]
     await ledger.mark_sent(
         session, rows, owner=OWNER, provider_id=s.provider_id, now=NOW + timedelta(seconds=1)
     )

@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from dispatcher.storage import audience, campaigns_q, cap_history, events, ledger
 from dispatcher.storage.campaigns import Campaign, Message
 from dispatcher.storage.engine import create_engine
+from dispatcher.storage.ledger_rows import Sent
 from tests import inbound_seed as seed
 
 NOW = datetime.now(UTC)
@@ -170,7 +171,7 @@ async def test_sent_rows_are_found_by_id_and_matched_to_their_values_by_hash(eng
         mine, theirs = s.message_ids[:50], s.message_ids[50:]
         for owner, ids in (("me", mine), ("them", theirs)):
             await session.execute(sa.update(Message).where(Message.id.in_(ids)).values(lease_owner=owner))
-        rows = [ledger.Sent(i, f"SM{i}", 2, Decimal("0.01")) for i in s.message_ids]
+        rows = [Sent(i, f"SM{i}", 2, Decimal("0.01")) for i in s.message_ids]
         with plans(engine) as found:
             await ledger.mark_sent(session, rows, owner="me", provider_id=s.provider_id, now=NOW)
         found_ids = await session.execute(sa.select(Message.id, Message.provider_message_id))
