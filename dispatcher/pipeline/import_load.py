@@ -122,13 +122,7 @@ async def _write(
         )
         if not seen(digest)
     ]
-    duplicates = len(block.staged) - len(rows)
-    if duplicates:
-        tally.duplicate += duplicates
-        tally.reasons["duplicate_in_file"] += duplicates
-    tally.reasons.update(block.reasons)
-    tally.rows += block.rows
-    tally.rejected += len(block.rejects)
+    tally.count_block(block, len(rows))
     written = await load.load_block(driver, target, state, rows)
     counts.accepted += written.accepted
     counts.duplicate_on_list += written.duplicate_on_list

@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from dispatcher.pipeline.cleaner import StagedBlock
 from dispatcher.pipeline.context import WorkerResources
 from dispatcher.storage import imports as store
 from dispatcher.storage.contacts import ContactImport
@@ -34,6 +35,16 @@ class Tally:
     bytes_done: int = 0
     reasons: Counter[str] = field(default_factory=Counter)
     last_saved: float = 0.0
+
+    def count_block(self, block: StagedBlock, kept: int) -> None:
+        """A cleaned block's rows, rejects and reasons; ``kept`` of its accepted rows were new to the file."""
+        duplicates = len(block.staged) - kept
+        if duplicates:
+            self.duplicate += duplicates
+            self.reasons["duplicate_in_file"] += duplicates
+        self.reasons.update(block.reasons)
+        self.rows += block.rows
+        self.rejected += len(block.rejects)
 
 
 async def save_progress(

@@ -69,13 +69,7 @@ async def _write_block(
 ) -> None:
     seen = deduper.seen_digest
     kept = [row for row, digest in zip(block.staged, block.digests, strict=True) if not seen(digest)]
-    duplicates = len(block.staged) - len(kept)
-    if duplicates:
-        tally.duplicate += duplicates
-        tally.reasons["duplicate_in_file"] += duplicates
-    tally.reasons.update(block.reasons)
-    tally.rows += block.rows
-    tally.rejected += len(block.rejects)
+    tally.count_block(block, len(kept))
     tally.staged += len(kept)
     await import_stage.stage(conn, kept)
     await conn.commit()
