@@ -26,6 +26,7 @@ from dispatcher.core.inbound import parse_message_key, verify_email_signature
 from dispatcher.errors import InputError, MalformedBodyError, PermissionDeniedError
 from dispatcher.ops.inbound import provider_for_hook
 from dispatcher.storage import events as store
+from dispatcher.storage import suppressions
 from dispatcher.storage.campaigns import Message
 from dispatcher.storage.content import Provider
 
@@ -168,7 +169,7 @@ async def _apply(
         await _advance(session, message, "failed", report.status or "bounce", now)
     if hard or report.type == "complaint":
         reason = "complaint" if report.type == "complaint" else "hard_bounce"
-        if await store.suppress_address(
+        if await suppressions.suppress_address(
             session,
             workspace_id=provider.workspace_id,
             channel="email",

@@ -20,6 +20,7 @@ from dispatcher.core.inbound import ReplyKind, classify_reply, is_final, receipt
 from dispatcher.errors import NotFoundError, PermissionDeniedError
 from dispatcher.pipeline.replies import act_on_reply
 from dispatcher.storage import events as store
+from dispatcher.storage import suppressions
 from dispatcher.storage.content import Provider
 
 __all__ = ["InboundAnswer", "ReceiptResult", "provider_for_hook", "sms_inbound", "sms_status"]
@@ -100,7 +101,7 @@ async def sms_status(
         suppress_reason=reason,
     )
     if message is not None and applied and reason is not None:
-        await store.suppress_address(
+        await suppressions.suppress_address(
             session,
             workspace_id=message.workspace_id,
             channel="sms",

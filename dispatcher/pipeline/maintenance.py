@@ -7,8 +7,8 @@ from typing import Any
 
 from dispatcher.pipeline.context import resources
 from dispatcher.storage import early_receipts
-from dispatcher.storage.events import suppress_address
 from dispatcher.storage.idempotency import purge_replies
+from dispatcher.storage.suppressions import suppress_address
 from dispatcher.storage.workers import prune_workers
 
 IDEMPOTENCY_TTL = timedelta(hours=24)

@@ -13,7 +13,7 @@ from typing import Final
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatcher.core.inbound import ReplyKind
-from dispatcher.storage import events as store
+from dispatcher.storage import suppressions
 from dispatcher.storage.content import Provider
 
 __all__ = ["DEFAULT_TEXTS", "act_on_reply", "reply_text"]
@@ -33,7 +33,7 @@ async def act_on_reply(
     workspace_id = provider.workspace_id
     source = f"SMS reply {body.strip()[:40]!r} via provider {provider.id}"
     if kind == "optout":
-        new = await store.suppress_address(
+        new = await suppressions.suppress_address(
             session,
             workspace_id=workspace_id,
             channel="sms",
@@ -44,12 +44,12 @@ async def act_on_reply(
         )
         return reply_text(provider, "stop_reply") if new else None
     if kind == "optin":
-        lifted = await store.lift_suppression(
+        lifted = await suppressions.lift_suppression(
             session, workspace_id=workspace_id, channel="sms", address=sender, reason="stop"
         )
         if not lifted:
             return None
-        await store.add_consent(
+        await suppressions.add_consent(
             session,
             workspace_id=workspace_id,
             channel="sms",

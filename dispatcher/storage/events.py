@@ -23,7 +23,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from dispatcher.core.inbound import LEDGER_STATE_OF, is_final
 from dispatcher.storage.base import insert_ignoring_duplicates
 from dispatcher.storage.campaigns import IS_PAST_QUEUE, Event, Message
-from dispatcher.storage.contacts import ConsentRecord, Suppression
 from dispatcher.storage.content import Provider
 from dispatcher.storage.early_receipts import hold_receipt
 
@@ -257,78 +256,3 @@ async def latest_message_to(
 async def provider_by_id(session: AsyncSession, provider_id: int) -> Provider | None:
     """Across workspaces on purpose: a public webhook is named by its provider, then signature-checked."""
     return await session.scalar(sa.select(Provider).where(Provider.id == provider_id))
-
-
-async def suppress_address(
-    session: AsyncSession,
-    *,
-    workspace_id: int,
-    channel: str,
-    address: str,
-    reason: str,
-    source: str,
-    now: datetime,
-) -> bool:
-    """Suppress and, the first time only, append a consent withdrawal; True when newly suppressed."""
-    statement = insert_ignoring_duplicates(session, Suppression, ["workspace_id", "channel", "address"])
-    result = await session.execute(
-        statement.values(
-            workspace_id=workspace_id,
-            channel=channel,
-            address=address,
-            reason=reason,
-            source=source[:200],
-            created_at=now,
-        )
-    )
-    if not getattr(result, "rowcount", 0):
-        return False
-    await add_consent(
-        session,
-        workspace_id=workspace_id,
-        channel=channel,
-        address=address,
-        granted=False,
-        source=source,
-        now=now,
-    )
-    return True
-
-
-async def lift_suppression(
-    session: AsyncSession, *, workspace_id: int, channel: str, address: str, reason: str
-) -> bool:
-    """Remove a suppression only if it has ``reason``: START lifts a STOP, never a bounce or a manual one."""
-    result = await session.execute(
-        sa.delete(Suppression).where(
-            Suppression.workspace_id == workspace_id,
-            Suppression.channel == channel,
-            Suppression.address == address,
-            Suppression.reason == reason,
-        )
-    )
-    return bool(getattr(result, "rowcount", 0))
-
-
-async def add_consent(
-    session: AsyncSession,
-    *,
-    workspace_id: int,
-    channel: str,
-    address: str,
-    granted: bool,
-    source: str,
-    now: datetime,
-) -> None:
-    """Consent records are append-only: a change of mind is a new row."""
-    session.add(
-        ConsentRecord(
-            workspace_id=workspace_id,
-            address=address,
-            channel=channel,
-            granted=granted,
-            source=source[:200],
-            created_at=now,
-        )
-    )
-    await session.flush()

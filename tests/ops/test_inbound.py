@@ -75,7 +75,7 @@ async def test_start_lifts_only_a_stop(sessions: async_sessionmaker[AsyncSession
         assert await seed.suppressions(session, s.workspace_id) == []
         assert await seed.consents(session, s.workspace_id) == [(stopped, False), (stopped, True)]
 
-        from dispatcher.storage.events import suppress_address
+        from dispatcher.storage.suppressions import suppress_address
 
         await suppress_address(
             session,

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dispatcher.storage import events as store
+from dispatcher.storage import suppressions
 from dispatcher.storage.campaigns import Message
 from dispatcher.storage.engine import create_engine, session_factory
 from tests import inbound_seed as seed
@@ -196,14 +197,16 @@ async def test_suppress_once_and_lift_only_a_stop(sessions: async_sessionmaker[A
     async with sessions.begin() as session:
         ws = await seed.workspace(session)
         args = {"workspace_id": ws, "channel": "sms", "source": "test", "now": NOW}
-        assert await store.suppress_address(session, address="+14155550001", reason="stop", **args)
-        assert not await store.suppress_address(session, address="+14155550001", reason="stop", **args)
-        assert await store.suppress_address(session, address="+14155550002", reason="hard_bounce", **args)
+        assert await suppressions.suppress_address(session, address="+14155550001", reason="stop", **args)
+        assert not await suppressions.suppress_address(session, address="+14155550001", reason="stop", **args)
+        assert await suppressions.suppress_address(
+            session, address="+14155550002", reason="hard_bounce", **args
+        )
         assert await seed.consents(session, ws) == [("+14155550001", False), ("+14155550002", False)]
         lift = {"workspace_id": ws, "channel": "sms", "reason": "stop"}
-        assert not await store.lift_suppression(session, address="+14155550002", **lift)
-        assert await store.lift_suppression(session, address="+14155550001", **lift)
-        assert not await store.lift_suppression(session, address="+14155550001", **lift)
+        assert not await suppressions.lift_suppression(session, address="+14155550002", **lift)
+        assert await suppressions.lift_suppression(session, address="+14155550001", **lift)
+        assert not await suppressions.lift_suppression(session, address="+14155550001", **lift)
         assert await seed.suppressions(session, ws) == [("sms", "+14155550002", "hard_bounce")]
 
 
