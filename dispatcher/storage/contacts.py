@@ -22,6 +22,22 @@ class ContactList(WorkspaceOwned, Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
+#: A cleaned contact's columns, in the order the cleaner's row tuples carry them (both import loads).
+CLEANED_FIELDS = (
+    "dedupe_key",
+    "phone",
+    "phone_type",
+    "phone_region",
+    "time_zones",
+    "sms_capable",
+    "email",
+    "first_name",
+    "last_name",
+    "timezone",
+    "attributes",
+)
+
+
 class Contact(WorkspaceOwned, Base):
     """One person on one list. ``dedupe_key`` is the E.164 phone, else the normalised e-mail."""
 

@@ -21,24 +21,9 @@ from datetime import datetime
 from typing import Any
 
 from dispatcher.storage.bulk import copy_line, zones_json
+from dispatcher.storage.contacts import CLEANED_FIELDS
 
-CONTACT_COLUMNS = (
-    "workspace_id",
-    "list_id",
-    "import_id",
-    "created_at",
-    "dedupe_key",
-    "phone",
-    "phone_type",
-    "phone_region",
-    "time_zones",
-    "sms_capable",
-    "email",
-    "first_name",
-    "last_name",
-    "timezone",
-    "attributes",
-)
+CONTACT_COLUMNS = ("workspace_id", "list_id", "import_id", "created_at", *CLEANED_FIELDS)
 CONSENT_COLUMNS = ("workspace_id", "created_at", "address", "channel", "granted", "source", "import_id")
 _ZONES, _ATTRIBUTES = CONTACT_COLUMNS.index("time_zones"), CONTACT_COLUMNS.index("attributes")
 _LOCK_NAMESPACE = 0x1D5  # two-key advisory locks: (namespace, list id), apart from other users of locks

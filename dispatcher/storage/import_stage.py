@@ -21,25 +21,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from dispatcher.storage.base import UTCDateTime
 from dispatcher.storage.bulk import bulk_write, zones_json
-from dispatcher.storage.contacts import ContactImport, ContactList
+from dispatcher.storage.contacts import CLEANED_FIELDS, ContactImport, ContactList
 
-STAGE_COLUMNS = (
-    "import_id",
-    "row_number",
-    "dedupe_key",
-    "phone",
-    "phone_type",
-    "phone_region",
-    "time_zones",
-    "sms_capable",
-    "email",
-    "first_name",
-    "last_name",
-    "timezone",
-    "attributes",
-)
+STAGE_COLUMNS = ("import_id", "row_number", *CLEANED_FIELDS)
 _ZONES, _ATTRIBUTES = STAGE_COLUMNS.index("time_zones"), STAGE_COLUMNS.index("attributes")
-_CONTACT_COLUMNS = ", ".join(STAGE_COLUMNS[2:])
+_CONTACT_COLUMNS = ", ".join(CLEANED_FIELDS)
 
 
 @dataclass(frozen=True, slots=True)
